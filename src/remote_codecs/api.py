@@ -1,0 +1,133 @@
+"""The public functions: dumps/loads (bytes), save/load (any fsspec URI), inspect."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from .bundle import BundleReader, BundleWriter, Key, Manifest, parse_manifest
+from .codec import Codec
+from .registry import Registry
+from .skeleton import decode_skeleton, encode_skeleton
+from .storage import FolderSink, FolderSource, Sink, Source, ZipSink, ZipSource
+
+__all__ = ["default_registry", "dumps", "inspect", "load", "loads", "register", "reject", "save"]
+
+_registry: Registry | None = None
+_registry_lock = threading.Lock()
+
+
+def default_registry() -> Registry:
+    """The process-wide registry used by dumps/loads/save/load."""
+    global _registry
+    if _registry is None:
+        with _registry_lock:
+            if _registry is None:
+                _registry = Registry()
+    return _registry
+
+
+def register(codec: Codec | type[Codec], *, replace: bool = False) -> Codec:
+    """Register a codec in the default registry; a duplicate id is refused unless ``replace``."""
+    return default_registry().register(codec, replace=replace)
+
+
+def reject(type_name: str, hint: str) -> None:
+    """Refuse objects of ``type_name`` (qualified, e.g. ``"mylib.Handle"``) with ``hint``."""
+    default_registry().reject(type_name, hint)
+
+
+def _encode(obj: Any, sink: Sink, key: Key | None, registry: Registry | None) -> Manifest:
+    writer = BundleWriter(sink, registry or default_registry(), key)
+    try:
+        skeleton = encode_skeleton(obj, writer)
+        return writer.commit(skeleton)
+    except BaseException:
+        sink.abort()
+        raise
+
+
+def _decode(source: Source, key: Key | None, allow_pickle: bool, registry: Registry | None, options: Mapping[str, Any] | None) -> Any:
+    reader = BundleReader(
+        source, registry or default_registry(), key=key, allow_pickle=allow_pickle, options=options
+    )
+    return decode_skeleton(reader)
+
+
+def dumps(obj: Any, *, key: Key | None = None, registry: Registry | None = None) -> bytes:
+    """Encode ``obj`` as a single-file bundle (a stored zip of the manifest and parts)."""
+    sink = ZipSink()
+    _encode(obj, sink, key, registry)
+    return sink.getvalue()
+
+
+def loads(
+    data: bytes | bytearray | memoryview,
+    *,
+    key: Key | None = None,
+    allow_pickle: bool = True,
+    registry: Registry | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Decode a bundle made by :func:`dumps`. With ``key``, the signature must match.
+
+    ``allow_pickle=False`` never unpickles anything: a bundle that needs pickle is refused.
+    ``options`` are handed to codecs (e.g. ``{"map_location": "cpu"}`` for torch).
+    """
+    return _decode(ZipSource(data), key, allow_pickle, registry, options)
+
+
+def _fs(uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None) -> tuple[Any, str, str]:
+    import fsspec
+
+    text = os.fspath(uri)
+    fs, path = fsspec.core.url_to_fs(text, **dict(storage_options or {}))
+    return fs, path, text
+
+
+def save(
+    obj: Any,
+    uri: str | os.PathLike[str],
+    *,
+    key: Key | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+) -> Manifest:
+    """Write ``obj`` as a bundle folder at ``uri`` (any fsspec URI); return its manifest.
+
+    The manifest is written last and atomically: until it exists, there is no bundle.
+    An existing bundle at ``uri`` is replaced; a folder with other files is refused.
+    """
+    fs, path, _ = _fs(uri, storage_options)
+    return _encode(obj, FolderSink(fs, path), key, registry)
+
+
+def load(
+    uri: str | os.PathLike[str],
+    *,
+    key: Key | None = None,
+    allow_pickle: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Read the bundle folder at ``uri``, verifying every part (and the signature, with ``key``)."""
+    fs, path, text = _fs(uri, storage_options)
+    return _decode(FolderSource(fs, path, text), key, allow_pickle, registry, options)
+
+
+def inspect(
+    uri_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Manifest:
+    """The manifest of a bundle (folder URI or bytes), without decoding anything."""
+    source: Source
+    if isinstance(uri_or_bytes, (bytes, bytearray, memoryview)):
+        source = ZipSource(uri_or_bytes)
+    else:
+        fs, path, text = _fs(uri_or_bytes, storage_options)
+        source = FolderSource(fs, path, text)
+    return parse_manifest(source.read_manifest(), source.description)

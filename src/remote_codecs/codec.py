@@ -1,0 +1,77 @@
+"""The codec contract: what a codec is, and the part writer and reader it is given."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from typing import Any, BinaryIO, ClassVar, Protocol
+
+__all__ = ["Buffer", "Codec", "PartReader", "PartWriter"]
+
+Buffer = bytes | bytearray | memoryview
+
+
+class PartWriter(Protocol):
+    """Where a codec writes one part: one or more files, each named by a suffix."""
+
+    def write(self, suffix: str, data: Buffer | Iterable[Buffer]) -> None:
+        """Write a whole file from one buffer or an iterable of buffers (streamed, not joined)."""
+
+    def open(self, suffix: str) -> BinaryIO:
+        """Open a file for streaming writes; close it (or use ``with``) when done."""
+
+    def pickle(self, suffix: str, obj: Any) -> None:
+        """Write ``obj`` with cloudpickle and mark this part as needing pickle to load."""
+
+
+class PartReader(Protocol):
+    """Where a codec reads one part from. Every read is verified against the manifest."""
+
+    @property
+    def allow_pickle(self) -> bool:
+        """Whether the loader allows unpickling."""
+
+    def size(self, suffix: str) -> int:
+        """The size in bytes of a file, as recorded in the (verified) manifest."""
+
+    def read(self, suffix: str) -> bytes:
+        """Read a whole file, verified."""
+
+    def read_into(self, suffix: str, buffers: Iterable[memoryview]) -> None:
+        """Fill ``buffers`` in order from a file whose size is their total, verified."""
+
+    def unpickle(self, suffix: str) -> Any:
+        """Read and unpickle a file written by :meth:`PartWriter.pickle`; refused in safe mode."""
+
+
+class Codec(abc.ABC):
+    """Encodes objects of some types into a part and decodes them back.
+
+    ``id`` is stable forever (it is written in every manifest; decoding looks the codec
+    up by it, never by guessing). ``version`` is the format version this codec writes;
+    ``decode`` must keep reading every older version it ever wrote. ``types`` are the
+    qualified names (``module.QualName``) of the types it handles, matched along the
+    MRO. ``library`` is the distribution whose version the manifest records.
+    ``uses_pickle`` says that ``decode`` may unpickle; such a part is refused by
+    ``load(..., allow_pickle=False)`` when the part was marked as pickled.
+    """
+
+    id: ClassVar[str]
+    version: ClassVar[int] = 1
+    types: ClassVar[tuple[str, ...]] = ()
+    library: ClassVar[str | None] = None
+
+    def can_encode(self, obj: Any) -> bool:
+        """Whether this object (of a handled type) can be encoded; otherwise it is pickled."""
+        return True
+
+    @abc.abstractmethod
+    def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any] | None:
+        """Write ``obj`` into ``writer``; return JSON-able metadata for the manifest."""
+
+    @abc.abstractmethod
+    def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
+        """Rebuild the object from ``reader`` and the metadata written by ``encode``."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id!r} v{self.version}>"

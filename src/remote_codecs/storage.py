@@ -1,0 +1,350 @@
+"""Where bundle files go: a folder on any fsspec URI, or one in-memory zip.
+
+Every file is hashed (sha256) while it is written and verified while it is read. Large
+buffers are written and hashed in 16 MiB chunks, the hash of one chunk running in a
+helper thread while the next is written (hashlib and file I/O both release the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import threading
+import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from .errors import DeserializationError, IntegrityError
+
+__all__ = ["FileRecord", "FolderSink", "FolderSource", "Sink", "Source", "ZipSink", "ZipSource"]
+
+MANIFEST = "manifest.json"
+CHUNK = 16 << 20
+_SMALL = 1 << 20
+_BUNDLE_FILE = re.compile(r"^(\d+[.\w-]*|skeleton\.pkl|\.manifest\.json\.tmp-\w+)$")
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(1, thread_name_prefix="remote-codecs-hash")
+    return _pool
+
+
+def as_bytes_view(data: Any) -> memoryview:
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if view.ndim != 1 or view.format != "B" or not view.contiguous:
+        view = view.cast("B") if view.contiguous else memoryview(bytes(view))
+    return view
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    name: str
+    size: int
+    sha256: str
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only file that hashes what passes through it."""
+
+    def __init__(self, raw: BinaryIO, name: str) -> None:
+        self._raw = raw
+        self.name = name  # type: ignore[misc]
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.record: FileRecord | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = as_bytes_view(data)
+        n = len(view)
+        if n <= _SMALL:
+            self._hash.update(view)
+            self._raw.write(view)
+        else:
+            pending: Future[None] | None = None
+            for start in range(0, n, CHUNK):
+                chunk = view[start : start + CHUNK]
+                if pending is not None:
+                    pending.result()
+                pending = _hash_pool().submit(self._hash.update, chunk)
+                self._raw.write(chunk)
+            if pending is not None:
+                pending.result()
+        self.size += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+            self.record = FileRecord(self.name, self.size, self._hash.hexdigest())
+        super().close()
+
+
+# -- sinks ------------------------------------------------------------------------------
+
+
+class Sink:
+    """Receives a bundle's files, then its manifest (the commit)."""
+
+    def open(self, name: str) -> HashingWriter:
+        raise NotImplementedError
+
+    def commit(self, manifest: bytes) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Called when encoding failed; the manifest was never written."""
+
+
+class FolderSink(Sink):
+    """A bundle as a folder on any fsspec filesystem; the manifest is written last, atomically."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self.fs = fs
+        self.path = path.rstrip("/")
+        self.local = _is_local(fs)
+        self._written: list[str] = []
+        self._prepare()
+
+    def _join(self, name: str) -> str:
+        return f"{self.path}/{name}"
+
+    def _prepare(self) -> None:
+        fs, path = self.fs, self.path
+        if self.local:
+            if os.path.isdir(path):
+                names = os.listdir(path)
+                self._check_replaceable(names)
+                if MANIFEST in names:
+                    os.remove(self._join(MANIFEST))  # the old bundle stops existing first
+                for name in names:
+                    if name != MANIFEST:
+                        os.remove(self._join(name))
+            elif os.path.exists(path):
+                raise FileExistsError(f"{path} exists and is not a folder: cannot save a bundle there")
+            os.makedirs(path, exist_ok=True)
+            return
+        try:
+            names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+        except FileNotFoundError:
+            names = []
+        if names:
+            self._check_replaceable(names)
+            if MANIFEST in names:
+                fs.rm_file(self._join(MANIFEST))
+            others = [self._join(n) for n in names if n != MANIFEST]
+            if others:
+                fs.rm(others)
+
+    def _check_replaceable(self, names: list[str]) -> None:
+        foreign = [n for n in names if n != MANIFEST and not _BUNDLE_FILE.match(n)]
+        if foreign:
+            raise FileExistsError(
+                f"{self.path} holds files that are not part of a bundle ({', '.join(sorted(foreign)[:5])}); "
+                "save to a new or empty folder"
+            )
+
+    def open(self, name: str) -> HashingWriter:
+        path = self._join(name)
+        self._written.append(path)
+        raw = open(path, "wb") if self.local else self.fs.open(path, "wb")  # noqa: SIM115
+        return HashingWriter(raw, name)
+
+    def abort(self) -> None:
+        for path in self._written:
+            try:
+                if self.local:
+                    os.remove(path)
+                else:
+                    self.fs.rm_file(path)
+            except OSError:
+                pass
+
+    def commit(self, manifest: bytes) -> None:
+        final = self._join(MANIFEST)
+        if self.local:
+            tmp = self._join(f".manifest.json.tmp-{uuid.uuid4().hex[:12]}")
+            with open(tmp, "wb") as f:
+                f.write(manifest)
+            os.replace(tmp, final)
+        else:
+            self.fs.pipe_file(final, manifest)  # one PUT: atomic on object stores
+
+
+class ZipSink(Sink):
+    """A bundle as one zip (stored, not compressed) held in memory."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self._zip = zipfile.ZipFile(self.buffer, "w", zipfile.ZIP_STORED)
+
+    def open(self, name: str) -> HashingWriter:
+        return HashingWriter(self._zip.open(name, "w", force_zip64=True), name)  # type: ignore[arg-type]
+
+    def commit(self, manifest: bytes) -> None:
+        self._zip.writestr(MANIFEST, manifest)
+        self._zip.close()
+
+    def getvalue(self) -> bytes:
+        return self.buffer.getvalue()
+
+
+# -- sources ----------------------------------------------------------------------------
+
+
+class Source:
+    """Reads a bundle's manifest and files, verifying each file against its record."""
+
+    description: str
+
+    def read_manifest(self) -> bytes:
+        raise NotImplementedError
+
+    def _open(self, name: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def read(self, record: FileRecord) -> bytes:
+        buf = bytearray(record.size)
+        self.read_into(record, [memoryview(buf)])
+        return bytes(buf)
+
+    def read_into(self, record: FileRecord, buffers: Iterable[memoryview]) -> None:
+        views = [as_bytes_view(b) for b in buffers]
+        total = sum(len(v) for v in views)
+        if total != record.size:
+            raise DeserializationError(
+                f"{self.description}: {record.name} is recorded as {record.size} bytes, "
+                f"but the codec expects {total}"
+            )
+        digest = hashlib.sha256()
+        try:
+            f = self._open(record.name)
+        except FileNotFoundError:
+            raise IntegrityError(f"{self.description}: part file {record.name} is missing") from None
+        try:
+            self._read_verified(f, record, views, digest)
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise IntegrityError(f"{self.description}: part file {record.name} unreadable: {exc}") from None
+        if digest.hexdigest() != record.sha256:
+            raise IntegrityError(
+                f"{self.description}: part file {record.name} does not match its sha256 "
+                "(corrupted or tampered with)"
+            )
+
+    def _read_verified(
+        self, f: BinaryIO, record: FileRecord, views: list[memoryview], digest: Any
+    ) -> None:
+        with f:
+            pending: Future[None] | None = None
+            for chunk in _chunks(views):
+                got = _readinto_full(f, chunk)
+                if got < len(chunk):
+                    raise IntegrityError(
+                        f"{self.description}: part file {record.name} is truncated "
+                        f"(expected {record.size} bytes)"
+                    )
+                if len(chunk) <= _SMALL:
+                    if pending is not None:
+                        pending.result()
+                        pending = None
+                    digest.update(chunk)
+                else:
+                    if pending is not None:
+                        pending.result()
+                    pending = _hash_pool().submit(digest.update, chunk)
+            if pending is not None:
+                pending.result()
+            if f.read(1):
+                raise IntegrityError(
+                    f"{self.description}: part file {record.name} is longer than recorded "
+                    f"({record.size} bytes)"
+                )
+
+
+def _chunks(views: list[memoryview]) -> Iterator[memoryview]:
+    for view in views:
+        for start in range(0, len(view), CHUNK):
+            yield view[start : start + CHUNK]
+
+
+def _readinto_full(f: BinaryIO, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = f.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+class FolderSource(Source):
+    def __init__(self, fs: Any, path: str, description: str) -> None:
+        self.fs = fs
+        self.path = path.rstrip("/")
+        self.local = _is_local(fs)
+        self.description = description
+
+    def read_manifest(self) -> bytes:
+        try:
+            if self.local:
+                with open(f"{self.path}/{MANIFEST}", "rb") as f:
+                    return f.read()
+            data: bytes = self.fs.cat_file(f"{self.path}/{MANIFEST}")
+            return data
+        except (FileNotFoundError, NotADirectoryError):
+            raise DeserializationError(
+                f"no bundle at {self.description}: {MANIFEST} is missing "
+                "(the bundle was never written, or its writer did not finish)"
+            ) from None
+
+    def _open(self, name: str) -> BinaryIO:
+        path = f"{self.path}/{name}"
+        if self.local:
+            return open(path, "rb", buffering=0)
+        f: BinaryIO = self.fs.open(path, "rb")
+        return f
+
+
+class ZipSource(Source):
+    def __init__(self, data: bytes | bytearray | memoryview, description: str = "<bytes>") -> None:
+        self.description = description
+        try:
+            self._zip = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+            raise DeserializationError(f"{description} is not a bundle (not a valid bundle zip: {exc})") from None
+
+    def read_manifest(self) -> bytes:
+        try:
+            return self._zip.read(MANIFEST)
+        except KeyError:
+            raise DeserializationError(f"{self.description} has no {MANIFEST}: not a bundle") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DeserializationError(f"{self.description}: manifest unreadable: {exc}") from None
+
+    def _open(self, name: str) -> BinaryIO:
+        try:
+            return self._zip.open(name)  # type: ignore[return-value]
+        except KeyError:
+            raise FileNotFoundError(name) from None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise IntegrityError(f"{self.description}: {name} unreadable: {exc}") from None
+
+
+def _is_local(fs: Any) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
