@@ -199,6 +199,12 @@ class ZipSink(Sink):
         self._zip.writestr(MANIFEST, manifest)
         self._zip.close()
 
+    def abort(self) -> None:
+        try:
+            self._zip.close()
+        except Exception:
+            pass
+
     def getvalue(self) -> bytes:
         return self.buffer.getvalue()
 

@@ -45,7 +45,7 @@ def _byte_view(arr: np.ndarray[Any, Any]) -> memoryview:
     """The bytes of a C-contiguous array, without a copy."""
     if arr.nbytes == 0:
         return memoryview(b"")
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def _blocks(arr: np.ndarray[Any, Any]) -> Iterator[memoryview]:
