@@ -145,7 +145,7 @@ class Manifest:
 
 
 def _part_info(p: Mapping[str, Any]) -> PartInfo:
-    files = tuple(FileRecord(f["name"], int(f["size"]), str(f["sha256"])) for f in p.get("files", ()))
+    files = tuple(FileRecord(f["name"], int(f["size"]), str(f["digest"])) for f in p.get("files", ()))
     return PartInfo(
         id=int(p["id"]),
         codec=str(p["codec"]),
@@ -242,7 +242,7 @@ class BundleWriter:
             "codec": codec.id,
             "codec_version": codec.version,
             "type": type_name(type(obj)),
-            "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
+            "files": [{"name": f.name, "size": f.size, "digest": f.digest} for f in files],
             "provider": self.registry.provider(codec.id) or BUILTIN_PROVIDER,
         }
         if writer.pickled:
@@ -260,7 +260,7 @@ class BundleWriter:
             f.write(data)
         record = f.record
         assert record is not None
-        return {"kind": "pickle", "file": record.name, "size": record.size, "sha256": record.sha256}
+        return {"kind": "pickle", "file": record.name, "size": record.size, "digest": record.digest}
 
     def commit(self, skeleton: dict[str, Any]) -> Manifest:
         libraries = {"cloudpickle"} if skeleton["kind"] == "pickle" else set()
@@ -403,7 +403,7 @@ class BundleReader:
 
     def skeleton_bytes(self) -> bytes:
         sk = self.manifest.raw["skeleton"]
-        record = FileRecord(str(sk["file"]), int(sk["size"]), str(sk["sha256"]))
+        record = FileRecord(str(sk["file"]), int(sk["size"]), str(sk["digest"]))
         return self.source.read(record)
 
 

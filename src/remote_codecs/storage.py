@@ -24,9 +24,33 @@ from .errors import DeserializationError, IntegrityError
 __all__ = ["FileRecord", "FolderSink", "FolderSource", "Sink", "Source", "ZipSink", "ZipSource"]
 
 MANIFEST = "manifest.json"
-CHUNK = 16 << 20
+CHUNK = 4 << 20
 _SMALL = 1 << 20
 _BUNDLE_FILE = re.compile(r"^(\d+[.\w-]*|skeleton\.pkl|\.manifest\.json\.tmp-\w+)$")
+
+try:  # BLAKE3: a cryptographic hash, 3-4x faster than sha256 here; sha256 when missing
+    import blake3 as _blake3
+
+    HASH = "blake3"
+except ImportError:  # pragma: no cover
+    _blake3 = None
+    HASH = "sha256"
+
+
+def new_hasher(alg: str = HASH) -> Any:
+    """A hashlib-style hasher for ``alg`` ("blake3" or "sha256")."""
+    if alg == "sha256":
+        return hashlib.sha256()
+    if alg == "blake3":
+        if _blake3 is None:
+            raise DeserializationError("this bundle's parts are hashed with BLAKE3: pip install blake3")
+        return _blake3.blake3()  # one thread: hashing overlaps the I/O of the next chunk
+    raise DeserializationError(f"unknown hash algorithm {alg!r}; upgrade remote-runtime")
+
+
+def digest_of(hasher: Any, alg: str = HASH) -> str:
+    return f"{alg}:{hasher.hexdigest()}"
+
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -50,9 +74,15 @@ def as_bytes_view(data: Any) -> memoryview:
 
 @dataclass(frozen=True)
 class FileRecord:
+    """A file of a bundle: its name, size and digest (``"<alg>:<hex>"``)."""
+
     name: str
     size: int
-    sha256: str
+    digest: str
+
+    @property
+    def algorithm(self) -> str:
+        return self.digest.partition(":")[0]
 
 
 class HashingWriter(io.RawIOBase):
@@ -61,7 +91,7 @@ class HashingWriter(io.RawIOBase):
     def __init__(self, raw: BinaryIO, name: str) -> None:
         self._raw = raw
         self.name = name  # type: ignore[misc]
-        self._hash = hashlib.sha256()
+        self._hash = new_hasher()
         self.size = 0
         self.record: FileRecord | None = None
 
@@ -90,7 +120,7 @@ class HashingWriter(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._raw.close()
-            self.record = FileRecord(self.name, self.size, self._hash.hexdigest())
+            self.record = FileRecord(self.name, self.size, digest_of(self._hash))
         super().close()
 
 
@@ -236,7 +266,7 @@ class Source:
                 f"{self.description}: {record.name} is recorded as {record.size} bytes, "
                 f"but the codec expects {total}"
             )
-        digest = hashlib.sha256()
+        digest = new_hasher(record.algorithm)
         try:
             f = self._open(record.name)
         except FileNotFoundError:
@@ -245,9 +275,9 @@ class Source:
             self._read_verified(f, record, views, digest)
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise IntegrityError(f"{self.description}: part file {record.name} unreadable: {exc}") from None
-        if digest.hexdigest() != record.sha256:
+        if digest_of(digest, record.algorithm) != record.digest:
             raise IntegrityError(
-                f"{self.description}: part file {record.name} does not match its sha256 "
+                f"{self.description}: part file {record.name} does not match its {record.algorithm} digest "
                 "(corrupted or tampered with)"
             )
 

@@ -93,7 +93,7 @@ def test_manifest_rewritten_to_match_tampered_part_fails_with_key(marker):
             return evil
         if name == "manifest.json":
             m = json.loads(content)
-            m["skeleton"].update(size=len(evil), sha256=hashlib.sha256(evil).hexdigest())
+            m["skeleton"].update(size=len(evil), digest="sha256:" + hashlib.sha256(evil).hexdigest())
             return json.dumps(m).encode()
         return content
 
@@ -133,7 +133,7 @@ def test_flipped_byte_in_any_part(tmp_path, offset):
         raw = bytearray(path.read_bytes())
         raw[offset] ^= 0x01
         path.write_bytes(bytes(raw))
-        with pytest.raises(rc.IntegrityError, match="sha256"):
+        with pytest.raises(rc.IntegrityError, match="digest"):
             rc.load(tmp_path / "b")
         raw[offset] ^= 0x01
         path.write_bytes(bytes(raw))

@@ -1,0 +1,111 @@
+"""Save and load a 1 GiB float64 array: remote_codecs vs np.save/np.load vs cloudpickle.
+
+Speed ratio = baseline time / our time (>= 1 means we are faster). Targets (issue 2):
+save and load >= 0.8x np.save/np.load and >= 3x cloudpickle.dumps + write; peak RSS
+growth <= 1.1x the payload.
+"""
+
+from __future__ import annotations
+
+import os
+
+from harness import Case
+
+N = int(os.environ.get("BENCH_ARRAY_BYTES", 1 << 30)) // 8
+PAYLOAD = N * 8
+
+CASES = [
+    Case("np_save", "save"),
+    Case("rc_save", "save", baseline="np_save", payload_bytes=PAYLOAD),
+    Case("pickle_save", "save", payload_bytes=PAYLOAD),
+    Case("rc_save_vs_pickle", "save", baseline="pickle_save", payload_bytes=PAYLOAD),
+    Case("np_load", "load", payload_bytes=PAYLOAD),
+    Case("rc_load", "load", baseline="np_load", payload_bytes=PAYLOAD),
+    Case("pickle_load", "load", payload_bytes=PAYLOAD),
+    Case("rc_load_vs_pickle", "load", baseline="pickle_load", payload_bytes=PAYLOAD),
+]
+
+
+def _array():
+    import numpy as np
+
+    a = np.arange(N, dtype=np.float64)
+    a *= 1.000001
+    return a
+
+
+def setup(workdir: str) -> None:
+    import cloudpickle
+    import numpy as np
+
+    import remote_codecs as rc
+
+    a = _array()
+    np.save(os.path.join(workdir, "load.npy"), a)
+    rc.save(a, os.path.join(workdir, "load.bundle"))
+    with open(os.path.join(workdir, "load.pkl"), "wb") as f:
+        f.write(cloudpickle.dumps(a))
+
+
+def _warm(workdir):
+    """Pay the one-time imports (fsspec, the numpy codec) before timing."""
+    import numpy as np
+
+    import remote_codecs as rc
+
+    rc.load(rc.save(np.zeros(4), os.path.join(workdir, f"warm-{os.getpid()}")) and os.path.join(workdir, f"warm-{os.getpid()}"))
+
+
+def np_save(workdir, timer):
+    import numpy as np
+
+    a = _array()
+    timer.start()
+    np.save(os.path.join(workdir, "np.npy"), a)
+
+
+def rc_save(workdir, timer):
+    import remote_codecs as rc
+
+    a = _array()
+    _warm(workdir)
+    timer.start()
+    rc.save(a, os.path.join(workdir, "rc.bundle"))
+
+
+rc_save_vs_pickle = rc_save
+
+
+def pickle_save(workdir, timer):
+    import cloudpickle
+
+    a = _array()
+    timer.start()
+    with open(os.path.join(workdir, "a.pkl"), "wb") as f:
+        f.write(cloudpickle.dumps(a))
+
+
+def np_load(workdir, timer):
+    import numpy as np
+
+    timer.start()
+    np.load(os.path.join(workdir, "load.npy"))
+
+
+def rc_load(workdir, timer):
+    import remote_codecs as rc
+
+    _warm(workdir)
+    timer.start()
+    rc.load(os.path.join(workdir, "load.bundle"))
+
+
+rc_load_vs_pickle = rc_load
+
+
+def pickle_load(workdir, timer):
+    import cloudpickle
+
+    timer.start()
+    with open(os.path.join(workdir, "load.pkl"), "rb") as f:
+        cloudpickle.loads(f.read())
