@@ -53,7 +53,10 @@ def _warm(workdir):
 
     import remote_codecs as rc
 
-    rc.load(rc.save(np.zeros(4), os.path.join(workdir, f"warm-{os.getpid()}")) and os.path.join(workdir, f"warm-{os.getpid()}"))
+    rc.load(
+        rc.save(np.zeros(4), os.path.join(workdir, f"warm-{os.getpid()}"))
+        and os.path.join(workdir, f"warm-{os.getpid()}")
+    )
 
 
 def np_save(workdir, timer):

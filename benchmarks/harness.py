@@ -73,12 +73,17 @@ def child_main(module_name: str, case: str, workdir: str) -> None:
     print(json.dumps({"seconds": elapsed, "rss_growth": max(0, _status("VmHWM") - timer.rss0)}))
 
 
-def run_case(module_name: str, case: Case, workdir: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_case(
+    module_name: str, case: Case, workdir: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     runs = []
     for _ in range(case.repeat):
         out = subprocess.run(
             [sys.executable, os.path.join(HERE, "harness.py"), module_name, case.name, workdir],
-            capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"{module_name}.{case.name} failed:\n{out.stderr[-3000:]}")

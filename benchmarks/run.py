@@ -1,7 +1,7 @@
 """Run every benchmark (or those named on the command line), print ratios, save JSON.
 
-    python benchmarks/run.py                # all bench_*.py modules
-    python benchmarks/run.py bench_array    # one module
+python benchmarks/run.py                # all bench_*.py modules
+python benchmarks/run.py bench_array    # one module
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def _fmt_bytes(n: float) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, "bench_*.py")))
+    names = argv or sorted(
+        os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, "bench_*.py"))
+    )
     results: dict[str, object] = {
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -37,11 +39,16 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(name)
         print(f"\n== {name}: {module.__doc__.strip().splitlines()[0] if module.__doc__ else ''}")
         rows = {}
-        with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=os.environ.get("BENCH_TMP")) as workdir:
+        with tempfile.TemporaryDirectory(
+            prefix=f"{name}-", dir=os.environ.get("BENCH_TMP")
+        ) as workdir:
             if hasattr(module, "setup"):
                 module.setup(workdir)
             for case in module.CASES:
-                rows[case.name] = {**run_case(name, case, workdir, getattr(module, "ENV", None)), "case": case}
+                rows[case.name] = {
+                    **run_case(name, case, workdir, getattr(module, "ENV", None)),
+                    "case": case,
+                }
         print(f"{'case':<34}{'time':>10}{'vs baseline':>26}{'peak RSS growth':>18}{'/payload':>10}")
         table = {}
         for case_name, row in rows.items():

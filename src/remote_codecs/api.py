@@ -49,7 +49,13 @@ def _encode(obj: Any, sink: Sink, key: Key | None, registry: Registry | None) ->
         raise
 
 
-def _decode(source: Source, key: Key | None, allow_pickle: bool, registry: Registry | None, options: Mapping[str, Any] | None) -> Any:
+def _decode(
+    source: Source,
+    key: Key | None,
+    allow_pickle: bool,
+    registry: Registry | None,
+    options: Mapping[str, Any] | None,
+) -> Any:
     reader = BundleReader(
         source, registry or default_registry(), key=key, allow_pickle=allow_pickle, options=options
     )
@@ -79,7 +85,9 @@ def loads(
     return _decode(ZipSource(data), key, allow_pickle, registry, options)
 
 
-def _fs(uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None) -> tuple[Any, str, str]:
+def _fs(
+    uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None
+) -> tuple[Any, str, str]:
     import fsspec
 
     text = os.fspath(uri)

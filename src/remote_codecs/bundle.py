@@ -47,7 +47,9 @@ def _key_bytes(key: Key | None) -> bytes | None:
 def canonical(manifest: Mapping[str, Any]) -> bytes:
     """The bytes a signature covers: the manifest without its signature, canonical JSON."""
     body = {k: v for k, v in manifest.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    return json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
 
 
 def _sign(key: bytes, manifest: Mapping[str, Any]) -> str:
@@ -137,7 +139,9 @@ class Manifest:
         for p in self.parts:
             flag = "  [pickle]" if p.pickle else ""
             files = ", ".join(f.name for f in p.files) or "(inline)"
-            lines.append(f"  part {p.id}: {p.codec} v{p.codec_version}  {p.type}  {_human(p.size)}  {files}{flag}")
+            lines.append(
+                f"  part {p.id}: {p.codec} v{p.codec_version}  {p.type}  {_human(p.size)}  {files}{flag}"
+            )
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -145,7 +149,9 @@ class Manifest:
 
 
 def _part_info(p: Mapping[str, Any]) -> PartInfo:
-    files = tuple(FileRecord(f["name"], int(f["size"]), str(f["digest"])) for f in p.get("files", ()))
+    files = tuple(
+        FileRecord(f["name"], int(f["size"]), str(f["digest"])) for f in p.get("files", ())
+    )
     return PartInfo(
         id=int(p["id"]),
         codec=str(p["codec"]),
@@ -180,7 +186,9 @@ class _PartWriter:
 
     def open(self, suffix: str) -> BinaryIO:
         if not suffix or not all(c.isalnum() or c in "._-" for c in suffix):
-            raise ValueError(f"part file suffix {suffix!r} must be made of letters, digits, '.', '_', '-'")
+            raise ValueError(
+                f"part file suffix {suffix!r} must be made of letters, digits, '.', '_', '-'"
+            )
         name = self._prefix + suffix
         if any(w.name == name for w in self._writers):
             raise ValueError(f"part file {name!r} written twice")
@@ -282,7 +290,9 @@ class BundleWriter:
                 manifest["signature"] = {"alg": "hmac-sha256", "value": _sign(self.key, manifest)}
             body = json.dumps(manifest, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
-            raise SerializationError(f"a codec returned metadata that is not plain JSON: {exc}") from exc
+            raise SerializationError(
+                f"a codec returned metadata that is not plain JSON: {exc}"
+            ) from exc
         self.sink.commit(body)
         return Manifest(manifest)
 
@@ -361,7 +371,8 @@ class BundleReader:
             what = (
                 "its skeleton is a pickle stream"
                 if self.manifest.skeleton_kind == "pickle"
-                else "part(s) " + ", ".join(f"{p.id} ({p.codec})" for p in self._parts if p.pickle)
+                else "part(s) "
+                + ", ".join(f"{p.id} ({p.codec})" for p in self._parts if p.pickle)
                 + " were stored with pickle"
             )
             raise DeserializationError(
@@ -386,7 +397,9 @@ class BundleReader:
             if part_id in self._decoded:
                 return self._decoded[part_id]
             if not isinstance(part_id, int) or not 0 <= part_id < len(self._parts):
-                raise DeserializationError(f"{self.source.description}: reference to unknown part {part_id!r}")
+                raise DeserializationError(
+                    f"{self.source.description}: reference to unknown part {part_id!r}"
+                )
             part = self._parts[part_id]
             codec = self._codecs[part_id]
             try:
@@ -411,7 +424,9 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DeserializationError(f"{where}: manifest is not valid JSON ({exc}); the bundle is corrupted") from None
+        raise DeserializationError(
+            f"{where}: manifest is not valid JSON ({exc}); the bundle is corrupted"
+        ) from None
     if not isinstance(raw, dict) or "format" not in raw:
         raise DeserializationError(f"{where}: manifest has no format version; not a bundle")
     fmt = raw["format"]
@@ -425,7 +440,9 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
         manifest.parts  # noqa: B018  (validates the part records)
         kind = manifest.skeleton_kind
     except (KeyError, TypeError, ValueError) as exc:
-        raise DeserializationError(f"{where}: manifest is malformed ({type(exc).__name__}: {exc})") from None
+        raise DeserializationError(
+            f"{where}: manifest is malformed ({type(exc).__name__}: {exc})"
+        ) from None
     if kind not in ("json", "pickle"):
         raise DeserializationError(f"{where}: unknown skeleton kind {kind!r}")
     return manifest
@@ -435,8 +452,14 @@ def verify_signature(raw: Mapping[str, Any], key: bytes | None, where: str) -> N
     if key is None:
         return
     sig = raw.get("signature")
-    if not isinstance(sig, dict) or sig.get("alg") != "hmac-sha256" or not isinstance(sig.get("value"), str):
-        raise IntegrityError(f"{where}: the bundle is not signed, but a key was given; refusing to load it")
+    if (
+        not isinstance(sig, dict)
+        or sig.get("alg") != "hmac-sha256"
+        or not isinstance(sig.get("value"), str)
+    ):
+        raise IntegrityError(
+            f"{where}: the bundle is not signed, but a key was given; refusing to load it"
+        )
     if not hmac.compare_digest(sig["value"], _sign(key, raw)):
         raise IntegrityError(
             f"{where}: signature mismatch: the bundle was signed with another key, or tampered with"

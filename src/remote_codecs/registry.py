@@ -167,9 +167,11 @@ class Registry:
             lazy = self._lazy.get(codec_id)
             if lazy is not None:
                 return self._resolve(lazy)
-        where = f"; it is provided by the package {provider_hint!r}: pip install {provider_hint}" if (
-            provider_hint and provider_hint != BUILTIN_PROVIDER
-        ) else "; upgrade remote-runtime or install the plugin that provides it"
+        where = (
+            f"; it is provided by the package {provider_hint!r}: pip install {provider_hint}"
+            if (provider_hint and provider_hint != BUILTIN_PROVIDER)
+            else "; upgrade remote-runtime or install the plugin that provides it"
+        )
         raise DeserializationError(f"unknown codec {codec_id!r}{where}")
 
     def lookup(self, obj: Any) -> Codec | Rejection | None:
@@ -240,7 +242,9 @@ class Registry:
             for item in obj:
                 self._register_plugin(item, provider)
         else:
-            raise TypeError(f"entry point must name a Codec, a list of codecs or a function, got {obj!r}")
+            raise TypeError(
+                f"entry point must name a Codec, a list of codecs or a function, got {obj!r}"
+            )
 
 
 def _provider_of(cls: type) -> str:

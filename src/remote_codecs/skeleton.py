@@ -29,7 +29,6 @@ __all__ = ["decode_skeleton", "encode_skeleton", "find_path"]
 _SCALARS = (str, int, bool, type(None))
 
 
-
 class _NeedsPickle(Exception):
     pass
 
@@ -88,7 +87,11 @@ class _JsonEncoder:
         if isinstance(found, Rejection):
             raise _rejected(found, obj, find_path(self.root_obj, obj, self.root))
         if isinstance(found, Codec) and found.can_encode(obj):
-            return {"$part": self.writer.add_part(obj, found, lambda: find_path(self.root_obj, obj, self.root))}
+            return {
+                "$part": self.writer.add_part(
+                    obj, found, lambda: find_path(self.root_obj, obj, self.root)
+                )
+            }
         raise _NeedsPickle
 
 
@@ -110,12 +113,16 @@ class _Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]
         if isinstance(found, Rejection):
             raise _rejected(found, obj, find_path(self._root_obj, obj, self._root))
         if found.can_encode(obj):
-            return self._writer.add_part(obj, found, lambda: find_path(self._root_obj, obj, self._root))
+            return self._writer.add_part(
+                obj, found, lambda: find_path(self._root_obj, obj, self._root)
+            )
         return None
 
 
 def _rejected(rejection: Rejection, obj: Any, path: str) -> SerializationError:
-    return SerializationError(f"{path} is a {type_name(type(obj))}, which cannot be sent: {rejection.hint}")
+    return SerializationError(
+        f"{path} is a {type_name(type(obj))}, which cannot be sent: {rejection.hint}"
+    )
 
 
 def _pickling_error(root_obj: Any, root: str, exc: Exception) -> SerializationError:

@@ -93,7 +93,9 @@ def test_manifest_rewritten_to_match_tampered_part_fails_with_key(marker):
             return evil
         if name == "manifest.json":
             m = json.loads(content)
-            m["skeleton"].update(size=len(evil), digest="sha256:" + hashlib.sha256(evil).hexdigest())
+            m["skeleton"].update(
+                size=len(evil), digest="sha256:" + hashlib.sha256(evil).hexdigest()
+            )
             return json.dumps(m).encode()
         return content
 
@@ -212,7 +214,10 @@ def test_unknown_codec_names_its_package(tmp_path):
         m["parts"][0]["provider"] = "remote-codecs-polars"
 
     _edit_manifest(tmp_path / "b", edit)
-    with pytest.raises(rc.DeserializationError, match="unknown codec 'polars.DataFrame/arrow'.*pip install remote-codecs-polars"):
+    with pytest.raises(
+        rc.DeserializationError,
+        match="unknown codec 'polars.DataFrame/arrow'.*pip install remote-codecs-polars",
+    ):
         rc.load(tmp_path / "b")
 
 

@@ -32,7 +32,9 @@ ARRAYS = {
     "timedelta": np.array([1, -5], dtype="m8[s]"),
     "unicode": np.array(["a", "héllo", "日本"]),
     "bytes": np.array([b"ab", b"\x00c"]),
-    "structured": np.array([(1, 2.5, "x"), (3, -1.0, "yz")], dtype=[("a", "<i4"), ("b", ">f8"), ("c", "U3")]),
+    "structured": np.array(
+        [(1, 2.5, "x"), (3, -1.0, "yz")], dtype=[("a", "<i4"), ("b", ">f8"), ("c", "U3")]
+    ),
     "nested-structured": np.zeros(3, dtype=[("p", [("x", "f4"), ("y", "f4")]), ("n", "i8", (2,))]),
     "aligned-structured": np.zeros(2, dtype=np.dtype([("a", "u1"), ("b", "f8")], align=True)),
     "void": np.array([b"\x01\x02"], dtype="V2"),
@@ -85,9 +87,18 @@ def test_object_arrays_travel_by_pickle():
 
 @pytest.mark.parametrize(
     "scalar",
-    [np.float32(1.5), np.int8(-3), np.uint64(2**64 - 1), np.complex128(1 + 2j), np.bool_(True),
-     np.datetime64("2021-03-04T05:06", "m"), np.timedelta64(7, "D"), np.str_("ab"), np.float16(0.1),
-     np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")])[0]],
+    [
+        np.float32(1.5),
+        np.int8(-3),
+        np.uint64(2**64 - 1),
+        np.complex128(1 + 2j),
+        np.bool_(True),
+        np.datetime64("2021-03-04T05:06", "m"),
+        np.timedelta64(7, "D"),
+        np.str_("ab"),
+        np.float16(0.1),
+        np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")])[0],
+    ],
     ids=repr,
 )
 def test_scalars_keep_their_type(scalar):

@@ -24,7 +24,7 @@ class Config:
         (lambda: (i for i in range(3)), "list"),
         (lambda: socket.socket(), "inside the function"),
         (lambda: sqlite3.connect(":memory:"), "inside the function"),
-        (lambda: open(__file__), "path"),
+        (lambda: open(__file__), "path"),  # noqa: SIM115
     ],
     ids=["lock", "rlock", "generator", "socket", "sqlite", "file"],
 )
@@ -66,6 +66,8 @@ def test_user_rejection():
 
     reg = rc.Registry(entry_points=False)
     reg.reject(rc.type_name(Handle), "pass its id instead")
-    with pytest.raises(rc.SerializationError, match=r"value\[0\] is a .*Handle.*pass its id instead"):
+    with pytest.raises(
+        rc.SerializationError, match=r"value\[0\] is a .*Handle.*pass its id instead"
+    ):
         rc.dumps([Handle()], registry=reg)
     assert rc.loads(rc.dumps([1]), allow_pickle=False) == [1]

@@ -105,7 +105,9 @@ def test_codec_failure_names_the_path():
 
     reg = rc.Registry(entry_points=False)
     reg.register(Broken)
-    with pytest.raises(rc.SerializationError, match=r"value\['t'\]\[1\]: codec 'test.Celsius/broken'.*boom"):
+    with pytest.raises(
+        rc.SerializationError, match=r"value\['t'\]\[1\]: codec 'test.Celsius/broken'.*boom"
+    ):
         rc.dumps({"t": [0, Celsius(1)]}, registry=reg)
 
 
@@ -124,7 +126,10 @@ def _run(code: str, *paths: str) -> subprocess.CompletedProcess[str]:
     env_path = ":".join([*paths, *sys.path])
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env={"PYTHONPATH": env_path, "PATH": ""}, timeout=60,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": env_path, "PATH": ""},
+        timeout=60,
     )
 
 

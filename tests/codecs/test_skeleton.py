@@ -21,7 +21,9 @@ scalars = (
     | st.binary(max_size=64)
     | st.complex_numbers(allow_nan=False)
 )
-hashables = st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats(allow_nan=False)
+hashables = (
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats(allow_nan=False)
+)
 plain = st.recursive(
     scalars,
     lambda children: (
@@ -106,7 +108,11 @@ class Point:
 
 
 def test_non_plain_objects_use_a_pickle_skeleton():
-    value = {"p": Point(1, [2, 3]), "od": collections.OrderedDict(a=1), "nt": collections.Counter("aab")}
+    value = {
+        "p": Point(1, [2, 3]),
+        "od": collections.OrderedDict(a=1),
+        "nt": collections.Counter("aab"),
+    }
     data = rc.dumps(value)
     assert rc.inspect(data).skeleton_kind == "pickle"
     assert rc.loads(data) == value

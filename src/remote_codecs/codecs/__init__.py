@@ -15,26 +15,55 @@ BUILTIN_CODECS: list[tuple[str, str, tuple[str, ...]]] = [
     ("numpy.dtype/descr", "remote_codecs.codecs.numpy:DTypeCodec", ("numpy.dtype",)),
 ]
 
-_CONNECTION = "Pass what is needed to open it (a path, a URL, settings) and open it inside the function."
+_CONNECTION = (
+    "Pass what is needed to open it (a path, a URL, settings) and open it inside the function."
+)
 
 # (qualified type name, what to pass instead)
 BUILTIN_REJECTIONS: list[tuple[str, str]] = [
-    ("_thread.lock", "A lock only means something inside one process: create it inside the function."),
-    ("_thread.RLock", "A lock only means something inside one process: create it inside the function."),
-    ("threading.Condition", "Synchronisation objects cannot travel: create them inside the function."),
+    (
+        "_thread.lock",
+        "A lock only means something inside one process: create it inside the function.",
+    ),
+    (
+        "_thread.RLock",
+        "A lock only means something inside one process: create it inside the function.",
+    ),
+    (
+        "threading.Condition",
+        "Synchronisation objects cannot travel: create them inside the function.",
+    ),
     ("threading.Event", "Synchronisation objects cannot travel: create them inside the function."),
-    ("threading.Semaphore", "Synchronisation objects cannot travel: create them inside the function."),
+    (
+        "threading.Semaphore",
+        "Synchronisation objects cannot travel: create them inside the function.",
+    ),
     ("threading.Thread", "A thread cannot travel: start it inside the function."),
     ("socket.socket", _CONNECTION),
     ("ssl.SSLSocket", _CONNECTION),
     ("sqlite3.Connection", _CONNECTION),
     ("sqlite3.Cursor", _CONNECTION),
-    ("_io._IOBase", "An open file cannot travel: pass its path (and read it inside the function), or its contents."),
-    ("builtins.generator", "A generator cannot travel: pass a list (list(gen)) or what is needed to make it inside the function."),
-    ("builtins.coroutine", "A coroutine cannot travel: pass the coroutine function and its arguments instead."),
-    ("builtins.async_generator", "An async generator cannot travel: pass a list of its items instead."),
+    (
+        "_io._IOBase",
+        "An open file cannot travel: pass its path (and read it inside the function), or its contents.",
+    ),
+    (
+        "builtins.generator",
+        "A generator cannot travel: pass a list (list(gen)) or what is needed to make it inside the function.",
+    ),
+    (
+        "builtins.coroutine",
+        "A coroutine cannot travel: pass the coroutine function and its arguments instead.",
+    ),
+    (
+        "builtins.async_generator",
+        "An async generator cannot travel: pass a list of its items instead.",
+    ),
     ("builtins.frame", "A stack frame cannot travel."),
     ("subprocess.Popen", "A running process cannot travel: start it inside the function."),
     ("multiprocessing.pool.Pool", "A process pool cannot travel: create it inside the function."),
-    ("concurrent.futures._base.Executor", "An executor cannot travel: create it inside the function."),
+    (
+        "concurrent.futures._base.Executor",
+        "An executor cannot travel: create it inside the function.",
+    ),
 ]
