@@ -11,7 +11,7 @@ from .bundle import BundleReader, BundleWriter, Key, Manifest, parse_manifest
 from .codec import Codec
 from .registry import Registry
 from .skeleton import decode_skeleton, encode_skeleton
-from .storage import FolderSink, FolderSource, Sink, Source, ZipSink, ZipSource
+from .storage import FolderSink, FolderSource, Sink, Source, ZipSink, ZipSource, resolve
 
 __all__ = ["default_registry", "dumps", "inspect", "load", "loads", "register", "reject", "save"]
 
@@ -88,11 +88,8 @@ def loads(
 def _fs(
     uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None
 ) -> tuple[Any, str, str]:
-    import fsspec
-
-    text = os.fspath(uri)
-    fs, path = fsspec.core.url_to_fs(text, **dict(storage_options or {}))
-    return fs, path, text
+    fs, path = resolve(uri, dict(storage_options) if storage_options else None)
+    return fs, path, os.fspath(uri)
 
 
 def save(

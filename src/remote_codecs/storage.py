@@ -21,7 +21,16 @@ from typing import Any, BinaryIO
 
 from .errors import DeserializationError, IntegrityError
 
-__all__ = ["FileRecord", "FolderSink", "FolderSource", "Sink", "Source", "ZipSink", "ZipSource"]
+__all__ = [
+    "FileRecord",
+    "FolderSink",
+    "FolderSource",
+    "Sink",
+    "Source",
+    "ZipSink",
+    "ZipSource",
+    "resolve",
+]
 
 MANIFEST = "manifest.json"
 CHUNK = 4 << 20
@@ -388,6 +397,28 @@ class ZipSource(Source):
 
 
 def _is_local(fs: Any) -> bool:
+    if fs is None:
+        return True
     from fsspec.implementations.local import LocalFileSystem
 
     return isinstance(fs, LocalFileSystem)
+
+
+def resolve(
+    uri: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> tuple[Any, str]:
+    """``(filesystem, path)`` for a URI; the filesystem is None for a local path.
+
+    Local paths (and ``file://`` URIs) are handled with ``os`` directly, so the common
+    case never imports fsspec; any other URI goes through ``fsspec.url_to_fs``.
+    """
+    text = os.fspath(uri)
+    if "://" not in text or text.startswith("file://"):
+        if storage_options:
+            raise TypeError(f"storage_options were given for the local path {text!r}")
+        path = text[len("file://") :] if text.startswith("file://") else text
+        return None, os.path.abspath(os.path.expanduser(path))
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
+    return fs, path

@@ -66,4 +66,9 @@ BUILTIN_REJECTIONS: list[tuple[str, str]] = [
         "concurrent.futures._base.Executor",
         "An executor cannot travel: create it inside the function.",
     ),
+    (
+        "xgboost.core.DMatrix",
+        "An xgboost DMatrix cannot travel: pass the DataFrame or array (and labels) instead, "
+        "and build the DMatrix inside the function.",
+    ),
 ]

@@ -1,0 +1,422 @@
+"""The job side: ``python -m remote_runtime.bootstrap <job_uri>``.
+
+Verifies and decodes the function and its arguments, runs the function, and writes the
+return value (``results/``) or the exception (``exception/``), ``status.json`` and the
+logs. Exit codes: 0 success, 1 the function raised, 3 environment failure (interpreter
+version, dependencies, pre-execution commands), 4 integrity failure (inputs failed
+verification), 124 max runtime exceeded, 70 internal error.
+
+The per-job key arrives in the environment (``REMOTE_RUNTIME_JOB_KEY``), never through
+the store; it is removed from the environment before the user's code runs.
+"""
+
+from __future__ import annotations
+
+# Only the standard library at import time: a job started with the wrong interpreter
+# must still be able to say so (see _precheck), before anything else is imported.
+import json
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import job as J
+
+KEY_ENV = "REMOTE_RUNTIME_JOB_KEY"
+LOG_DIR_ENV = "REMOTE_RUNTIME_LOG_DIR"  # set when logs are written locally, then uploaded
+IN_VENV_ENV = "REMOTE_RUNTIME_IN_VENV"
+
+
+class _IntegrityFailure(Exception):
+    pass
+
+
+def split_job_uri(job_uri: str) -> tuple[str, str]:
+    root, _, name = job_uri.rstrip("/").rpartition("/")
+    if not root or not name:
+        raise ValueError(f"not a job URI: {job_uri!r} (expected <root>/<job_name>)")
+    return root, name
+
+
+EXIT_ENVIRONMENT = 3  # (also in job.py, which this module cannot import before the precheck)
+
+
+def _precheck(job_uri: str) -> int | None:
+    """With the standard library only: refuse an interpreter whose major.minor differs
+    from the client's, before anything is imported or unpickled."""
+    root, name = split_job_uri(job_uri)
+    if "://" in root and not root.startswith("file://"):
+        return None  # checked again by run_job, once fsspec can be imported
+    folder = os.path.join(root[len("file://") :] if root.startswith("file://") else root, name)
+    try:
+        with open(os.path.join(folder, "job.json")) as f:
+            client_py = str(json.load(f)["execution"]["python"])
+    except (OSError, ValueError, KeyError):
+        return None
+    want = ".".join(client_py.split(".")[:2])
+    if want == f"{sys.version_info[0]}.{sys.version_info[1]}":
+        return None
+    message = (
+        f"the job's Python is {platform.python_version()} ({sys.executable}) but the client's is "
+        f"{client_py}: the function travels by value and needs the same major.minor version. "
+        f"Run the job with a Python {want} interpreter (python=...)."
+    )
+    status_path = os.path.join(folder, "status.json")
+    try:
+        with open(status_path) as f:
+            status = json.load(f)
+    except (OSError, ValueError):
+        status = {}
+    status.update(
+        state="Failed",
+        exit_code=EXIT_ENVIRONMENT,
+        updated=time.time(),
+        ended=time.time(),
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        error={
+            "type": "remote_runtime.errors.RuntimeEnvironmentError",
+            "message": message,
+            "traceback": "",
+        },
+    )
+    tmp = f"{status_path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(status, f)
+    os.replace(tmp, status_path)
+    print(f"remote-runtime: job {name} failed: RuntimeEnvironmentError: {message}", file=sys.stderr)
+    return EXIT_ENVIRONMENT
+
+
+def _fail(paths: J.JobPaths, code: int, exc: BaseException, **fields: Any) -> int:
+    from . import job as J
+
+    paths.write_status(
+        J.JobState.FAILED,
+        exit_code=code,
+        error={
+            "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        },
+        **fields,
+    )
+    print(
+        f"remote-runtime: job {paths.name} failed: {type(exc).__name__}: {exc}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return code
+
+
+def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> int:
+    """Run one job whose folder is ``paths``; return the exit code. Used by the fresh
+    process entry point and by warm workers alike."""
+    from . import job as J
+    from .errors import RuntimeEnvironmentError
+
+    attempt = paths.read_status().get("attempt", 1)
+    paths.write_status(
+        J.JobState.IN_PROGRESS,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        stage="preparing",
+        python=platform.python_version(),
+        attempt=attempt,
+        worker=worker,
+    )
+    try:
+        spec = paths.read_spec()
+        execution = spec["execution"]
+    except Exception as exc:
+        return _fail(paths, J.EXIT_INTERNAL, exc)
+
+    # 1. The interpreter must match the client's major.minor before anything is unpickled.
+    client_py = str(execution.get("python", ""))
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if ".".join(client_py.split(".")[:2]) != mine:
+        return _fail(
+            paths,
+            J.EXIT_ENVIRONMENT,
+            RuntimeEnvironmentError(
+                f"the job's Python is {platform.python_version()} ({sys.executable}) but the client's is "
+                f"{client_py}: the function travels by value and needs the same major.minor version. "
+                f"Run the job with a Python {'.'.join(client_py.split('.')[:2])} interpreter (python=...)."
+            ),
+        )
+
+    # 2. The execution record must be signed with this job's key.
+    try:
+        if key is None:
+            raise _IntegrityFailure(f"no job key in {KEY_ENV}: the job cannot verify its inputs")
+        import hmac
+
+        if not hmac.compare_digest(
+            str(spec.get("execution_signature", "")), J.sign_execution(key, execution)
+        ):
+            raise _IntegrityFailure(
+                "job.json's execution record does not match its signature (tampered with)"
+            )
+    except _IntegrityFailure as exc:
+        from remote_codecs import IntegrityError
+
+        return _fail(paths, J.EXIT_INTEGRITY, IntegrityError(str(exc)))
+
+    workdir = None
+    try:
+        # 3. Dependencies: run inside the cached venv for them.
+        requirements = execution.get("requirements")
+        if requirements is not None and not worker:
+            text = _verified_text(paths, paths.requirements, requirements)
+            if os.environ.get(IN_VENV_ENV) != requirements:
+                from .environment import ensure_venv
+
+                python = ensure_venv(text)
+                os.environ[IN_VENV_ENV] = requirements
+                os.environ[KEY_ENV] = key.hex()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.execv(
+                    python,
+                    [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
+                )
+        # 4. The working directory: the uploaded workspace, or an empty scratch folder.
+        workdir = _prepare_workdir(paths, execution)
+        # 5. Pre-execution commands.
+        if execution.get("pre_execution_commands") or execution.get("pre_execution_script"):
+            from .environment import run_pre_execution
+
+            script = None
+            if execution.get("pre_execution_script"):
+                script = os.path.join(workdir, ".pre_execution.sh")
+                with open(script, "w") as f:
+                    f.write(
+                        _verified_text(
+                            paths, paths.pre_execution_script, execution["pre_execution_script"]
+                        )
+                    )
+            run_pre_execution(execution.get("pre_execution_commands"), script, workdir)
+    except _IntegrityFailure as exc:
+        from remote_codecs import IntegrityError
+
+        return _fail(paths, J.EXIT_INTEGRITY, IntegrityError(str(exc)))
+    except RuntimeEnvironmentError as exc:
+        return _fail(paths, J.EXIT_ENVIRONMENT, exc)
+    except Exception as exc:
+        return _fail(
+            paths,
+            J.EXIT_ENVIRONMENT,
+            RuntimeEnvironmentError(f"could not prepare the job: {type(exc).__name__}: {exc}"),
+        )
+
+    try:
+        return _run_function(paths, key, execution, workdir)
+    finally:
+        if workdir is not None:
+            _cleanup_workdir(workdir)
+
+
+def _verified_text(paths: J.JobPaths, path: str, expected: str) -> str:
+    from . import job as J
+
+    data = paths.store.read_bytes(path)
+    if J.digest(data) != expected:
+        raise _IntegrityFailure(
+            f"{path} does not match the digest in the signed job record (tampered with)"
+        )
+    return data.decode()
+
+
+def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
+    from . import job as J
+    from .environment import cache_dir
+
+    workdir = os.path.join(cache_dir(), "work", f"{paths.name}-{os.getpid()}")
+    os.makedirs(workdir, exist_ok=True)
+    expected = execution.get("workspace")
+    if expected is not None:
+        data = paths.store.read_bytes(paths.workspace)
+        if J.digest(data) != expected:
+            raise _IntegrityFailure(
+                "workdir/workspace.zip does not match the signed job record (tampered with)"
+            )
+        from .workdir import unpack_workdir
+
+        unpack_workdir(data, workdir)
+    sys.path.insert(0, workdir)
+    os.chdir(workdir)
+    return workdir
+
+
+def _cleanup_workdir(workdir: str) -> None:
+    import shutil
+
+    if sys.path and sys.path[0] == workdir:
+        sys.path.pop(0)
+    try:
+        os.chdir(os.path.dirname(workdir))
+    except OSError:
+        pass
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run_function(
+    paths: J.JobPaths, key: bytes | None, execution: dict[str, Any], workdir: str
+) -> int:
+    import remote_codecs as rc
+
+    from . import job as J
+
+    try:
+        function = rc.load(
+            paths.bundle("function"), key=key, storage_options=paths.store.storage_options or None
+        )
+        arguments = rc.load(
+            paths.bundle("arguments"), key=key, storage_options=paths.store.storage_options or None
+        )
+        args, kwargs = arguments["args"], arguments["kwargs"]
+    except rc.DeserializationError as exc:
+        return _fail(paths, J.EXIT_INTEGRITY, exc)
+    except Exception as exc:
+        return _fail(
+            paths,
+            J.EXIT_INTEGRITY,
+            rc.DeserializationError(
+                f"the job could not load its function or arguments: {type(exc).__name__}: {exc}"
+            ),
+        )
+
+    watchdog = _start_watchdog(paths, execution.get("max_runtime_in_seconds"))
+    paths.write_status(J.JobState.IN_PROGRESS, stage="running", function_started=time.time())
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as exc:
+        if watchdog is not None:
+            watchdog.cancel()
+        return _write_exception(paths, key, exc)
+    if watchdog is not None:
+        watchdog.cancel()
+    try:
+        rc.save(
+            value,
+            paths.bundle("results"),
+            key=key,
+            storage_options=paths.store.storage_options or None,
+        )
+    except rc.SerializationError as exc:
+        renamed = type(exc)(_rename_root(str(exc), "return value"))
+        return _write_exception(paths, key, renamed)
+    paths.write_status(J.JobState.COMPLETED, stage="done", exit_code=J.EXIT_OK)
+    return J.EXIT_OK
+
+
+def _rename_root(message: str, root: str) -> str:
+    return root + message[len("value") :] if message.startswith("value") else message
+
+
+def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -> int:
+    import remote_codecs as rc
+
+    from . import job as J
+    from .outcome import exception_record
+
+    record = exception_record(exc)
+    rc.save(
+        record,
+        paths.bundle("exception"),
+        key=key,
+        storage_options=paths.store.storage_options or None,
+    )
+    paths.write_status(
+        J.JobState.FAILED,
+        stage="done",
+        exit_code=J.EXIT_USER_ERROR,
+        error={
+            "type": record["type"],
+            "message": record["message"],
+            "traceback": record["traceback"],
+        },
+    )
+    return J.EXIT_USER_ERROR
+
+
+def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
+    if not limit:
+        return None
+    import signal
+    import threading
+
+    from . import job as J
+
+    def expire() -> None:
+        paths.write_status(
+            J.JobState.FAILED,
+            exit_code=J.EXIT_TIMEOUT,
+            timed_out=True,
+            error={
+                "type": "remote_runtime.errors.JobTimeoutError",
+                "message": f"the job exceeded max_runtime_in_seconds={limit}",
+                "traceback": "",
+            },
+        )
+        print(
+            f"remote-runtime: job {paths.name} exceeded max_runtime_in_seconds={limit}; stopping it",
+            file=sys.stderr,
+            flush=True,
+        )
+        _upload_logs(paths)
+        try:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        finally:
+            os._exit(J.EXIT_TIMEOUT)
+
+    timer = threading.Timer(limit, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _upload_logs(paths: J.JobPaths) -> None:
+    local = os.environ.get(LOG_DIR_ENV)
+    if not local or paths.store.local:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for name in ("stdout.log", "stderr.log"):
+        src = os.path.join(local, name)
+        if os.path.exists(src):
+            try:
+                paths.store.put_file(src, f"{paths.logs}/{name}")
+            except Exception:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m remote_runtime.bootstrap <job_uri>", file=sys.stderr)
+        return 2
+    code = _precheck(argv[0])
+    if code is not None:
+        return code
+    from . import job as J
+    from .store import Store
+
+    key_hex = os.environ.pop(KEY_ENV, None)
+    key = bytes.fromhex(key_hex) if key_hex else None
+    root, name = split_job_uri(argv[0])
+    J.check_job_name(name)
+    storage_options = json.loads(os.environ.get("REMOTE_RUNTIME_STORAGE_OPTIONS", "{}") or "{}")
+    paths = J.JobPaths(Store(root, storage_options or None), name)
+    try:
+        return run_job(paths, key)
+    finally:
+        _upload_logs(paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

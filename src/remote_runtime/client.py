@@ -1,0 +1,454 @@
+"""The client side of a job: write its folder, launch it, stream its logs, wait for it,
+and turn its outcome into a value or the original exception."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any, TextIO
+
+import remote_codecs as rc
+
+from . import job as J
+from .backends import get_backend
+from .backends.base import Launched
+from .errors import (
+    JobFailedError,
+    JobTimeoutError,
+    RemoteRuntimeError,
+    RuntimeEnvironmentError,
+)
+from .outcome import rebuild_exception
+from .settings import Settings, root_uri
+from .store import Store
+
+__all__ = ["Job", "submit_job"]
+
+_KILL_GRACE = 10.0  # seconds past max_runtime before the client kills a job itself
+
+
+def store_for(settings: Settings) -> Store:
+    options = dict(settings.storage_options or {})
+    if settings.s3_kms_key:
+        options["_s3_kms_key"] = settings.s3_kms_key
+    return Store(root_uri(settings), options or None)
+
+
+# -- keys: kept by the client, never written to the store ------------------------------------
+
+
+def _key_path(name: str) -> str:
+    from .environment import cache_dir
+
+    return os.path.join(cache_dir(), "keys", name)
+
+
+def remember_key(name: str, key: bytes) -> None:
+    path = _key_path(name)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex())
+
+
+def recall_key(name: str) -> bytes | None:
+    try:
+        with open(_key_path(name)) as f:
+            return bytes.fromhex(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+# -- submitting ------------------------------------------------------------------------------
+
+
+def _check_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Wrong arguments raise the TypeError Python would raise, before any job starts."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{getattr(fn, '__qualname__', fn)}() {exc}") from None
+
+
+def _rename(exc: rc.SerializationError, mapping: dict[str, str]) -> rc.SerializationError:
+    message = str(exc)
+    for old, new in mapping.items():
+        if message.startswith(old):
+            message = new + message[len(old) :]
+            break
+    renamed = type(exc)(message)
+    renamed.__cause__ = exc.__cause__
+    return renamed
+
+
+def prepare_job(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
+) -> tuple[J.JobPaths, bytes]:
+    """Write a job's folder (everything but its launch); return its paths and key."""
+    _check_call(fn, args, kwargs)
+    store = store_for(settings)
+    qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    name = J.make_job_name(settings.job_name_prefix, fallback=getattr(fn, "__name__", "job"))
+    paths = J.JobPaths(store, name)
+    key = secrets.token_bytes(32)
+    so = store.storage_options or None
+    try:
+        try:
+            rc.save(
+                {"args": list(args), "kwargs": kwargs},
+                paths.bundle("arguments"),
+                key=key,
+                storage_options=so,
+            )
+        except rc.SerializationError as exc:
+            raise _rename(
+                exc, {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"}
+            ) from None
+        try:
+            rc.save(fn, paths.bundle("function"), key=key, storage_options=so)
+        except rc.SerializationError as exc:
+            raise _rename(exc, {"value": "function"}) from None
+        execution: dict[str, Any] = {
+            "python": _python_version(),
+            "function": qualname,
+            "max_runtime_in_seconds": settings.max_runtime_in_seconds,
+            "pre_execution_commands": settings.pre_execution_commands,
+        }
+        if settings.include_local_workdir:
+            from .workdir import pack_workdir
+
+            data = pack_workdir(settings)
+            store.write_bytes(paths.workspace, data)
+            execution["workspace"] = J.digest(data)
+        if settings.dependencies is not None:
+            if settings.dependencies == "auto_capture":
+                from .environment import auto_capture_requirements
+
+                text = auto_capture_requirements()
+            else:
+                with open(settings.dependencies) as f:
+                    text = f.read()
+            store.write_bytes(paths.requirements, text.encode())
+            execution["requirements"] = J.digest(text.encode())
+        if settings.pre_execution_script is not None:
+            with open(settings.pre_execution_script, "rb") as f:
+                script = f.read()
+            store.write_bytes(paths.pre_execution_script, script)
+            execution["pre_execution_script"] = J.digest(script)
+        spec = J.job_spec(
+            name,
+            qualname,
+            settings.recorded(),
+            execution=execution,
+            execution_signature=J.sign_execution(key, execution),
+        )
+        store.write_json(paths.spec, spec)
+        paths.write_status(J.JobState.PENDING, attempt=1)
+    except BaseException:
+        store.remove(paths.folder)
+        raise
+    remember_key(name, key)
+    return paths, key
+
+
+def _python_version() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+def submit_job(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
+) -> Job:
+    """Write the job's folder and launch it on the settings' backend."""
+    paths, key = prepare_job(fn, args, kwargs, settings)
+    job = Job(paths, key, settings)
+    job.launch()
+    return job
+
+
+# -- a job, from the client's side -------------------------------------------------------------
+
+
+class Job:
+    """One job: its folder, its key, and (when launched by this client) its process."""
+
+    def __init__(
+        self,
+        paths: J.JobPaths,
+        key: bytes | None,
+        settings: Settings,
+        launched: Launched | None = None,
+    ) -> None:
+        self.paths = paths
+        self.key = key
+        self.settings = settings
+        self.launched = launched
+        self.name = paths.name
+        self._exit_code: int | None = None
+        self._launch_time: float | None = None
+        self._lock = threading.Lock()
+
+    def launch(self) -> None:
+        self._launch_time = time.monotonic()
+        assert self.key is not None
+        self.launched = get_backend(self.settings).launch(self.paths, self.key, self.settings)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return self.paths.read_status()
+
+    def logs(self) -> str:
+        parts = []
+        for stream in ("stdout", "stderr"):
+            data = self._log_bytes(stream, 0)
+            if data:
+                parts.append(data.decode(errors="replace"))
+        return "".join(parts)
+
+    def _log_bytes(self, stream: str, offset: int) -> bytes:
+        if self.launched is not None:
+            return self.launched.log_chunk(stream, offset)
+        return self.paths.store.read_range(f"{self.paths.logs}/{stream}.log", offset)
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self._log_bytes("stderr", 0).decode(errors="replace").rstrip()
+        if not text:
+            text = self._log_bytes("stdout", 0).decode(errors="replace").rstrip()
+        tail = text.splitlines()[-lines:]
+        return "\n".join(tail)
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None, *, stream_logs: bool = False) -> bool:
+        """Wait until the job ends (True) or ``timeout`` passes (False)."""
+        streamer = LogStreamer(self) if stream_logs else None
+        if streamer is not None:
+            streamer.start()
+        try:
+            return self._wait(timeout)
+        finally:
+            if streamer is not None:
+                streamer.stop()
+
+    def _wait(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.launched is None:
+                if self.paths.read_status().get("state") in J.JobState.TERMINAL:
+                    return True
+                step = 0.2
+            else:
+                step = 0.5
+                if self.settings.max_runtime_in_seconds and self._launch_time is not None:
+                    kill_at = self._launch_time + self.settings.max_runtime_in_seconds + _KILL_GRACE
+                    step = max(0.0, min(step, kill_at - time.monotonic()))
+                    if step == 0.0:
+                        self._kill_for_timeout()
+                code = self.launched.wait(
+                    step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
+                )
+                if code is not None:
+                    if self._after_exit(code):
+                        return True
+                    continue
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if self.launched is None:
+                time.sleep(
+                    step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
+                )
+
+    def _after_exit(self, code: int) -> bool:
+        """The process ended: retry an infrastructure failure, or settle the status."""
+        status = self.paths.read_status()
+        if status.get("state") in J.JobState.TERMINAL:
+            self._exit_code = code
+            return True
+        attempt = int(status.get("attempt", 1))
+        started = status.get("stage") == "running"
+        if not started and attempt < self.settings.max_retry_attempts:
+            print(
+                f"[{self.name}] the job died before the function started (exit {code}); "
+                f"retrying, attempt {attempt + 1} of {self.settings.max_retry_attempts}",
+                file=sys.stderr,
+            )
+            self.paths.write_status(
+                J.JobState.PENDING, attempt=attempt + 1, previous_exit_code=code, stage="retrying"
+            )
+            self.launch()
+            return False
+        self.paths.write_status(
+            J.JobState.FAILED, exit_code=code, died=True, stage=status.get("stage")
+        )
+        self._exit_code = code
+        return True
+
+    def _kill_for_timeout(self) -> None:
+        assert self.launched is not None
+        self.launched.stop()
+        if self.paths.read_status().get("state") not in J.JobState.TERMINAL:
+            limit = self.settings.max_runtime_in_seconds
+            self.paths.write_status(
+                J.JobState.FAILED,
+                timed_out=True,
+                exit_code=J.EXIT_TIMEOUT,
+                error={
+                    "type": "remote_runtime.errors.JobTimeoutError",
+                    "message": f"the job exceeded max_runtime_in_seconds={limit}",
+                    "traceback": "",
+                },
+            )
+
+    def stop(self) -> None:
+        """Stop the job: its processes are killed and its status becomes Stopped."""
+        if self.paths.read_status().get("state") in J.JobState.TERMINAL:
+            return
+        if self.launched is not None:
+            self.launched.stop()
+        else:
+            _stop_by_pid(self.paths)
+        if self.paths.read_status().get("state") not in (J.JobState.COMPLETED, J.JobState.FAILED):
+            self.paths.write_status(J.JobState.STOPPED, stage="stopped")
+
+    # -- outcome --------------------------------------------------------------------------------
+
+    def outcome(self) -> Any:
+        """The return value of an ended job; raises its exception or the reason it failed."""
+        status = self.paths.read_status()
+        state = status.get("state")
+        so = self.paths.store.storage_options or None
+        if state == J.JobState.COMPLETED and self.paths.has_bundle("results"):
+            return rc.load(self.paths.bundle("results"), key=self.key, storage_options=so)
+        if state == J.JobState.STOPPED:
+            raise CancelledError(f"job {self.name} was stopped")
+        if self.paths.has_bundle("exception"):
+            record = rc.load(self.paths.bundle("exception"), key=self.key, storage_options=so)
+            raise rebuild_exception(record, self.name)
+        error = status.get("error") or {}
+        code = status.get("exit_code", self._exit_code)
+        message = error.get("message", "")
+        if status.get("timed_out"):
+            raise JobTimeoutError(
+                f"job {self.name} was stopped: {message}", job_name=self.name, exit_code=code
+            )
+        if code == J.EXIT_ENVIRONMENT:
+            raise RuntimeEnvironmentError(f"job {self.name}: {message}")
+        if code == J.EXIT_INTEGRITY:
+            cls = (
+                rc.IntegrityError
+                if error.get("type", "").endswith("IntegrityError")
+                else rc.DeserializationError
+            )
+            raise cls(f"job {self.name} refused its inputs: {message}")
+        if state not in J.JobState.TERMINAL:
+            raise RemoteRuntimeError(f"job {self.name} has not ended (state {state})")
+        raise JobFailedError(
+            f"job {self.name} failed: {_describe_exit(code)} before writing a result or an exception"
+            + (f"; {message}" if message else "")
+            + (f"\n--- last log lines ---\n{tail}" if (tail := self.log_tail()) else ""),
+            job_name=self.name,
+            exit_code=code,
+        )
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait (streaming logs if the settings say so) and return the outcome."""
+        try:
+            done = self.wait(timeout, stream_logs=self.settings.stream_logs)
+        except KeyboardInterrupt:
+            print(
+                f"\nInterrupted while waiting: job {self.name} keeps running. Re-attach with "
+                f"remote_runtime.get_future({self.name!r}) or `remote-runtime jobs show {self.name}`.",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise
+        if not done:
+            raise TimeoutError(f"job {self.name} did not end within {timeout} s")
+        return self.outcome()
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it ended"
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"it was killed by {name} (signal {-code})"
+    return f"it exited with code {code}"
+
+
+def _stop_by_pid(paths: J.JobPaths) -> None:
+    """Stop a job started by another client on this host, from the pid in its status."""
+    import signal
+    import socket
+
+    status = paths.read_status()
+    pid = status.get("pid")
+    if pid and status.get("host") == socket.gethostname():
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class LogStreamer(threading.Thread):
+    """Copies a job's new log lines to this process's stdout/stderr, prefixed by its name."""
+
+    def __init__(self, job: Job, interval: float = 0.1) -> None:
+        super().__init__(name=f"logs-{job.name}", daemon=True)
+        self.job = job
+        self.interval = interval
+        self._stop_event = threading.Event()
+        self._offsets = {"stdout": 0, "stderr": 0}
+        self._partial = {"stdout": b"", "stderr": b""}
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self._pump(final=False)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        self._pump(final=True)
+
+    def _pump(self, final: bool) -> None:
+        for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            try:
+                data = self.job._log_bytes(stream, self._offsets[stream])
+            except Exception:
+                continue
+            self._offsets[stream] += len(data)
+            data = self._partial[stream] + data
+            lines = data.split(b"\n")
+            last = lines.pop()  # b"" after a final newline, else an unfinished line
+            if final and last:
+                lines.append(last)
+            self._partial[stream] = b"" if final else last
+            _emit(out, self.job.name, lines)
+
+
+def _emit(out: TextIO, name: str, lines: list[bytes]) -> None:
+    if not lines:
+        return
+    text = "".join(f"[{name}] {line.decode(errors='replace')}\n" for line in lines)
+    try:
+        out.write(text)
+        out.flush()
+    except Exception:
+        pass

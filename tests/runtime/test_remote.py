@@ -1,0 +1,204 @@
+"""@remote end to end on the local backend: the seed's semantics, exceptions, logs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import remote_runtime
+from remote_runtime import RemoteFunctionError, SerializationError, remote
+
+
+def matrix_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.matmul(a, b)
+
+
+def divide(x, y):
+    return x / y
+
+
+def test_matrix_multiply_example(job_root):
+    mm = remote(instance_type="ml.m5.large")(matrix_multiply)
+    a = np.array([[1, 0], [0, 1]])
+    b = np.array([1, 2])
+    assert np.array_equal(mm(a, b), np.array([1, 2]))
+    (job,) = job_root.iterdir()
+    assert re.fullmatch(r"matrix-multiply-\d{8}-\d{6}-\d{3}-[0-9a-f]{6}", job.name)
+    assert sorted(p.name for p in job.iterdir()) == [
+        "arguments",
+        "function",
+        "job.json",
+        "logs",
+        "results",
+        "status.json",
+    ]
+    spec = json.loads((job / "job.json").read_text())
+    assert spec["settings"]["instance_type"] == "ml.m5.large"
+    assert json.loads((job / "status.json").read_text())["state"] == "Completed"
+
+
+def test_divide_value_and_exception():
+    d = remote(divide)
+    assert d(10, 5) == 2
+    with pytest.raises(ZeroDivisionError) as info:
+        d(10, 0)
+    assert "Remote traceback" in "".join(getattr(info.value, "__notes__", []))
+    assert "x / y" in info.value.remote_traceback
+
+
+shared: list = []
+
+
+def mutate(items, mapping):
+    shared.append("job")
+    items.append(4)
+    mapping["new"] = True
+    return items, mapping
+
+
+def test_arguments_are_copies():
+    items, mapping = [1, 2, 3], {"a": 1}
+    result = remote(mutate)(items, mapping)
+    assert items == [1, 2, 3] and mapping == {"a": 1} and shared == []
+    items, mapping = result
+    assert items == [1, 2, 3, 4] and mapping == {"a": 1, "new": True}
+
+
+def test_dmatrix_is_refused_before_any_job(job_root):
+    xgb = pytest.importorskip("xgboost")
+    dtrain = xgb.DMatrix(np.ones((4, 2)), label=np.arange(4))
+
+    def train(params, data):
+        return 1
+
+    with pytest.raises(
+        SerializationError, match=r"args\[1\]\['train'\].*DMatrix.*inside the function"
+    ):
+        remote(train)({"eta": 0.1}, {"train": dtrain})
+    assert not job_root.exists() or not list(job_root.iterdir())
+
+
+def test_unknown_setting_and_wrong_arguments_fail_before_a_job(job_root):
+    with pytest.raises(
+        TypeError, match="unexpected keyword argument 'max_runtime'.*max_runtime_in_seconds"
+    ):
+        remote(max_runtime=3)
+    d = remote(divide)
+    with pytest.raises(TypeError, match="missing a required argument: 'y'"):
+        d(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        d(1, 2, z=3)
+    assert not job_root.exists() or not list(job_root.iterdir())
+
+
+class CustomError(Exception):
+    pass
+
+
+def chained():
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        raise CustomError("wrapped") from exc
+
+
+def implicit():
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        raise ValueError("during handling")
+
+
+class NeedsTwo(Exception):
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+def raise_needs_two():
+    raise NeedsTwo(1, 2)
+
+
+def test_exception_chain_is_kept():
+    with pytest.raises(CustomError, match="wrapped") as info:
+        remote(chained)()
+    assert isinstance(info.value.__cause__, KeyError)
+    with pytest.raises(ValueError, match="during handling") as info:
+        remote(implicit)()
+    assert isinstance(info.value.__context__, ZeroDivisionError)
+    assert info.value.__cause__ is None
+
+
+def test_unrebuildable_exception_becomes_remote_function_error():
+    with pytest.raises(RemoteFunctionError) as info:
+        remote(raise_needs_two)()
+    err = info.value
+    assert err.type_name.endswith("NeedsTwo") and err.message == "1-2"
+    assert "raise NeedsTwo(1, 2)" in err.remote_traceback
+
+
+def test_exception_class_defined_in_main(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+        from remote_runtime import remote
+
+        class MainError(Exception):
+            pass
+
+        @remote
+        def fail():
+            raise MainError("from main")
+
+        try:
+            fail()
+        except MainError as exc:
+            print("caught", type(exc).__name__, exc)
+        """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "caught MainError from main" in out.stdout
+
+
+def chatty(n):
+    print("to stdout", n)
+    print("to stderr", n, file=sys.stderr)
+    return n
+
+
+def test_logs_are_saved_and_streamed(job_root, capfd):
+    assert remote(chatty)(7) == 7
+    out, err = capfd.readouterr()
+    (job,) = job_root.iterdir()
+    assert f"[{job.name}] to stdout 7" in out
+    assert f"[{job.name}] to stderr 7" in err
+    assert "to stdout 7" in (job / "logs" / "stdout.log").read_text()
+    assert "to stderr 7" in (job / "logs" / "stderr.log").read_text()
+    assert remote(stream_logs=False)(chatty)(8) == 8
+    out, err = capfd.readouterr()
+    assert "to stdout 8" not in out
+
+
+def test_job_json_holds_no_key(job_root, tmp_path):
+    remote(divide)(1, 1)
+    (job,) = job_root.iterdir()
+    key_file = tmp_path / "cache" / "remote-runtime" / "keys" / job.name
+    key = key_file.read_text().strip()
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    for path in job.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes()
+            assert bytes.fromhex(key) not in path.read_bytes()
+
+
+def test_package_exports():
+    assert remote_runtime.remote is remote
+    assert "RemoteFunctionError" in dir(remote_runtime)
