@@ -49,7 +49,22 @@ _EXPORTS = {
     "ServiceError": ".errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CustomFileFilter",
+    "DeserializationError",
+    "IntegrityError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "RemoteFunction",
+    "RemoteFunctionError",
+    "RemoteRuntimeError",
+    "RuntimeEnvironmentError",
+    "SerializationError",
+    "ServiceError",
+    "Settings",
+    "remote",
+    "resolve_settings",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_ROOT", "CustomFileFilter", "Settings", "resolve_settings"]
 
 DEFAULT_ROOT = os.path.join("~", ".remote-runtime", "jobs")
 ENV_PREFIX = "REMOTE_RUNTIME_"
+BACKENDS = ("local",)
 
 
 @dataclass(frozen=True)
@@ -298,8 +299,8 @@ def _validate(s: Settings) -> None:
     positive(
         "keep_alive_period_in_seconds", s.keep_alive_period_in_seconds, allow_none=False, minimum=0
     )
-    if s.backend not in ("local", "ray"):
-        raise ValueError(f"backend must be 'local' or 'ray', got {s.backend!r}")
+    if s.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {s.backend!r}")
     if (
         s.instance_type not in (None, "local")
         and not str(s.instance_type).startswith("ml.")

@@ -110,7 +110,7 @@ def chained():
 
 def implicit():
     try:
-        1 / 0
+        1 / 0  # noqa: B018
     except ZeroDivisionError:
         raise ValueError("during handling")
 

@@ -1,5 +1,5 @@
-"""Backends start jobs somewhere: ``local`` (a process per job, or a warm worker) and
-``ray`` (Ray Jobs on a Ray cluster). One module per engine."""
+"""Backends start jobs somewhere: ``local`` (a process per job, or a warm worker).
+One module per engine."""
 
 from __future__ import annotations
 
@@ -18,8 +18,4 @@ def get_backend(settings: Settings) -> Backend:
         from .local import LocalBackend
 
         return LocalBackend.shared()
-    if settings.backend == "ray":
-        from .ray import RayBackend
-
-        return RayBackend.for_address(settings.ray_address)
-    raise ValueError(f"unknown backend {settings.backend!r}: use 'local' or 'ray'")
+    raise ValueError(f"unknown backend {settings.backend!r}: use 'local'")
