@@ -339,18 +339,19 @@ class Job:
         error = status.get("error") or {}
         code = status.get("exit_code", self._exit_code)
         message = error.get("message", "")
+        kind = str(error.get("type", "")).rsplit(".", 1)[-1]
         if status.get("timed_out"):
             raise JobTimeoutError(
                 f"job {self.name} was stopped: {message}", job_name=self.name, exit_code=code
             )
-        if code == J.EXIT_ENVIRONMENT:
+        if (
+            not status.get("died")
+            and code == J.EXIT_ENVIRONMENT
+            and kind == "RuntimeEnvironmentError"
+        ):
             raise RuntimeEnvironmentError(f"job {self.name}: {message}")
-        if code == J.EXIT_INTEGRITY:
-            cls = (
-                rc.IntegrityError
-                if error.get("type", "").endswith("IntegrityError")
-                else rc.DeserializationError
-            )
+        if not status.get("died") and code == J.EXIT_INTEGRITY:
+            cls = rc.IntegrityError if kind == "IntegrityError" else rc.DeserializationError
             raise cls(f"job {self.name} refused its inputs: {message}")
         if state not in J.JobState.TERMINAL:
             raise RemoteRuntimeError(f"job {self.name} has not ended (state {state})")

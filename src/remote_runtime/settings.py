@@ -300,7 +300,9 @@ def _validate(s: Settings) -> None:
         "keep_alive_period_in_seconds", s.keep_alive_period_in_seconds, allow_none=False, minimum=0
     )
     if s.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {s.backend!r}")
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {s.backend!r}"
+        )
     if (
         s.instance_type not in (None, "local")
         and not str(s.instance_type).startswith("ml.")

@@ -1,0 +1,239 @@
+"""Integrity both ways, interpreter versions, crashes, timeouts, retries, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import remote_codecs as rc
+from remote_runtime import (
+    DeserializationError,
+    IntegrityError,
+    JobFailedError,
+    JobTimeoutError,
+    RuntimeEnvironmentError,
+    remote,
+)
+from remote_runtime.client import Job, prepare_job
+from remote_runtime.settings import resolve_settings
+
+
+def add(x, y):
+    return x + y
+
+
+def _flip_first_part(folder):
+    part = sorted(p for p in folder.iterdir() if p.name != "manifest.json")[0]
+    data = bytearray(part.read_bytes())
+    data[-1] ^= 0xFF
+    part.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("bundle", ["function", "arguments"])
+def test_tampered_inputs_make_the_job_refuse(job_root, bundle):
+    settings = resolve_settings({"stream_logs": False})
+    paths, key = prepare_job(add, (1, 2), {}, settings)
+    folder = job_root / paths.name / bundle
+    if bundle == "arguments":  # a JSON bundle: rewrite the value in the manifest
+        m = json.loads((folder / "manifest.json").read_text())
+        m["skeleton"]["value"]["args"] = [100, 200]
+        (folder / "manifest.json").write_text(json.dumps(m))
+    else:
+        _flip_first_part(folder)
+    job = Job(paths, key, settings)
+    job.launch()
+    with pytest.raises(DeserializationError, match="refused its inputs"):
+        job.result()
+    assert job.status()["exit_code"] == 4
+
+
+def test_forged_arguments_signed_with_another_key_are_refused(job_root):
+    settings = resolve_settings({"stream_logs": False})
+    paths, key = prepare_job(add, (1, 2), {}, settings)
+    rc.save({"args": [100, 200], "kwargs": {}}, paths.bundle("arguments"), key=b"attacker")
+    job = Job(paths, key, settings)
+    job.launch()
+    with pytest.raises(IntegrityError, match="signature"):
+        job.result()
+
+
+def test_tampered_execution_record_is_refused(job_root):
+    settings = resolve_settings({"stream_logs": False})
+    paths, key = prepare_job(add, (1, 2), {}, settings)
+    spec_path = job_root / paths.name / "job.json"
+    spec = json.loads(spec_path.read_text())
+    spec["execution"]["pre_execution_commands"] = ["touch pwned"]
+    spec_path.write_text(json.dumps(spec))
+    job = Job(paths, key, settings)
+    job.launch()
+    with pytest.raises(IntegrityError, match="execution record"):
+        job.result()
+
+
+def test_tampered_results_make_the_caller_refuse(job_root):
+    settings = resolve_settings({"stream_logs": False})
+    paths, key = prepare_job(add, ("a" * 10, "b"), {}, settings)
+    job = Job(paths, key, settings)
+    job.launch()
+    assert job.wait(60)
+    results = job_root / paths.name / "results"
+    rc.save("forged", paths.bundle("results"))  # unsigned
+    with pytest.raises(IntegrityError, match="not signed"):
+        job.outcome()
+    rc.save("forged", paths.bundle("results"), key=b"attacker")
+    with pytest.raises(IntegrityError, match="signature mismatch"):
+        job.outcome()
+    assert results.exists()
+
+
+def _interpreter(version: str) -> str | None:
+    out = subprocess.run(
+        ["python3", "-c", "import sys; print(sys.executable)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYENV_VERSION": version},
+        check=False,
+    )
+    path = out.stdout.strip()
+    return path if out.returncode == 0 and path and os.path.exists(path) else None
+
+
+def test_python_version_mismatch_is_an_environment_error():
+    other = next(
+        (p for v in ("3.12.1", "3.10.13", "3.13.0") if (p := _interpreter(v)) and "3.11" not in v),
+        None,
+    )
+    if other is None or shutil.which("pyenv") is None:
+        pytest.skip("no second Python interpreter on this machine")
+    f = remote(python=other, stream_logs=False)(add)
+    with pytest.raises(RuntimeEnvironmentError) as info:
+        f(1, 2)
+    message = str(info.value)
+    assert f"{sys.version_info[0]}.{sys.version_info[1]}" in message
+    assert any(v in message for v in ("3.10", "3.12", "3.13"))
+
+
+def exit_hard(code):
+    print("about to exit", flush=True)
+    os._exit(code)
+
+
+def kill_self():
+    print("about to be killed", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_os_exit_and_signals_fail_fast_with_log_tail():
+    t = time.monotonic()
+    with pytest.raises(JobFailedError, match=r"exited with code 3[\s\S]*about to exit") as info:
+        remote(stream_logs=False)(exit_hard)(3)
+    assert info.value.exit_code == 3
+    with pytest.raises(JobFailedError, match=r"SIGKILL[\s\S]*about to be killed"):
+        remote(stream_logs=False)(kill_self)()
+    with pytest.raises(JobFailedError, match="exited with code 0 before writing a result"):
+        remote(stream_logs=False)(exit_hard)(0)
+    assert time.monotonic() - t < 30
+
+
+def sleeper(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def test_max_runtime_stops_the_job(job_root):
+    t = time.monotonic()
+    with pytest.raises(JobTimeoutError, match="sleeper-.*max_runtime_in_seconds=1"):
+        remote(max_runtime_in_seconds=1, stream_logs=False)(sleeper)(60)
+    assert time.monotonic() - t < 20
+    (job,) = job_root.iterdir()
+    status = json.loads((job / "status.json").read_text())
+    assert status["state"] == "Failed" and status["timed_out"]
+
+
+def test_retries_only_infrastructure_failures(tmp_path, job_root):
+    counter = tmp_path / "attempts"
+    wrapper = tmp_path / "flaky-python"
+    wrapper.write_text(
+        textwrap.dedent(
+            f"""\
+        #!/bin/sh
+        n=$(cat {counter} 2>/dev/null || echo 0)
+        echo $((n + 1)) > {counter}
+        if [ "$n" = "0" ]; then echo "worker lost" >&2; kill -9 $$; fi
+        exec {sys.executable} "$@"
+        """
+        )
+    )
+    wrapper.chmod(0o755)
+    assert remote(python=str(wrapper), max_retry_attempts=2, stream_logs=False)(add)(2, 3) == 5
+    assert counter.read_text().strip() == "2"
+    counter.write_text("0")
+    with pytest.raises(JobFailedError, match="SIGKILL"):
+        remote(python=str(wrapper), max_retry_attempts=1, stream_logs=False)(add)(2, 3)
+    # a user exception is never retried
+    calls = tmp_path / "calls"
+
+    def failing():
+        with open(calls, "a") as f:
+            f.write("x")
+        raise ValueError("user error")
+
+    with pytest.raises(ValueError):
+        remote(max_retry_attempts=3, stream_logs=False)(failing)()
+    assert calls.read_text() == "x"
+
+
+def test_interrupting_the_caller_leaves_the_job_running(tmp_path, job_root):
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+        import time
+        from remote_runtime import remote
+
+        @remote
+        def slow():
+            time.sleep(3)
+            return "done"
+
+        print("calling", flush=True)
+        slow()
+        """
+        )
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "calling"
+    deadline = time.monotonic() + 20
+    while not (job_root.exists() and list(job_root.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    (job,) = job_root.iterdir()
+    assert f"job {job.name} keeps running" in err and "get_future" in err
+    status_path = job / "status.json"
+    deadline = time.monotonic() + 30
+    while (
+        json.loads(status_path.read_text())["state"] != "Completed" and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert json.loads(status_path.read_text())["state"] == "Completed"
+    assert (
+        rc.load(
+            job / "results",
+            key=bytes.fromhex(
+                (tmp_path / "cache" / "remote-runtime" / "keys" / job.name).read_text()
+            ),
+        )
+        == "done"
+    )
