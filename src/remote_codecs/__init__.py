@@ -11,6 +11,8 @@ portable formats; cloudpickle is only the glue for objects no codec handles.
 
 from __future__ import annotations
 
+__version__ = "0.1.0"
+
 from .api import default_registry, dumps, inspect, load, loads, register, reject, save
 from .bundle import FORMAT_VERSION, Manifest, PartInfo
 from .codec import Codec, PartReader, PartWriter

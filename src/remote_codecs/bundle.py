@@ -13,14 +13,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import platform
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
-
-import cloudpickle
 
 from .codec import Buffer, Codec
 from .errors import DeserializationError, IntegrityError, SerializationError
@@ -56,11 +53,27 @@ def _sign(key: bytes, manifest: Mapping[str, Any]) -> str:
     return hmac.new(key, canonical(manifest), hashlib.sha256).hexdigest()
 
 
+def _machine() -> str:
+    import os
+
+    return os.uname().machine if hasattr(os, "uname") else __import__("platform").machine()
+
+
 _versions: dict[str, str | None] = {}
+_DIST_MODULES = {
+    "scikit-learn": "sklearn",
+    "remote-runtime": "remote_codecs",
+    "tensorflow-cpu": "tensorflow",
+}
 
 
 def _dist_version(dist: str) -> str | None:
     if dist not in _versions:
+        module = sys.modules.get(_DIST_MODULES.get(dist, dist))
+        found = getattr(module, "__version__", None)
+        if isinstance(found, str):  # fast: no metadata scan of sys.path
+            _versions[dist] = found
+            return found
         from importlib.metadata import PackageNotFoundError, version
 
         try:
@@ -209,6 +222,8 @@ class _PartWriter:
     def pickle(self, suffix: str, obj: Any) -> None:
         self.pickled = True
         with self.open(suffix) as f:
+            import cloudpickle
+
             cloudpickle.dump(obj, f, protocol=5)
 
     def finish(self) -> list[FileRecord]:
@@ -278,9 +293,9 @@ class BundleWriter:
             "skeleton": skeleton,
             "parts": self.parts,
             "producer": {
-                "python": platform.python_version(),
+                "python": "{}.{}.{}".format(*sys.version_info[:3]),
                 "implementation": sys.implementation.name,
-                "platform": f"{sys.platform}-{platform.machine()}",
+                "platform": f"{sys.platform}-{_machine()}",
                 "remote_codecs": _dist_version("remote-runtime"),
                 "libraries": {lib: _dist_version(lib) for lib in sorted(libraries)},
             },

@@ -16,8 +16,6 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-import cloudpickle
-
 from .bundle import BundleReader, BundleWriter
 from .codec import Codec
 from .codecs.raw import INLINE_LIMIT
@@ -40,7 +38,7 @@ def encode_skeleton(obj: Any, writer: BundleWriter, root: str = "value") -> dict
     except _NeedsPickle:
         pass
     buf = io.BytesIO()
-    pickler = _Pickler(buf, writer, obj, root)
+    pickler = _make_pickler(buf, writer, obj, root)
     try:
         pickler.dump(obj)
     except SerializationError:
@@ -95,28 +93,43 @@ class _JsonEncoder:
         raise _NeedsPickle
 
 
-class _Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]
-    def __init__(self, file: io.BytesIO, writer: BundleWriter, root_obj: Any, root: str) -> None:
-        super().__init__(file, protocol=5)
-        self._writer = writer
-        self._lookup = writer.registry.lookup
-        self._root_obj = root_obj
-        self._root = root
+_pickler_class: type | None = None
 
-    def persistent_id(self, obj: Any) -> int | None:
-        tp = type(obj)
-        if tp in _SCALARS or tp is float or tp is list or tp is tuple or tp is dict:
-            return None
-        found = self._lookup(obj)
-        if found is None:
-            return None
-        if isinstance(found, Rejection):
-            raise _rejected(found, obj, find_path(self._root_obj, obj, self._root))
-        if found.can_encode(obj):
-            return self._writer.add_part(
-                obj, found, lambda: find_path(self._root_obj, obj, self._root)
-            )
-        return None
+
+def _make_pickler(file: io.BytesIO, writer: BundleWriter, root_obj: Any, root: str) -> Any:
+    """A cloudpickle Pickler whose typed leaves become parts (cloudpickle is imported only
+    when a value needs the pickle skeleton)."""
+    global _pickler_class
+    if _pickler_class is None:
+        import cloudpickle
+
+        class _Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]
+            def __init__(
+                self, file: io.BytesIO, writer: BundleWriter, root_obj: Any, root: str
+            ) -> None:
+                super().__init__(file, protocol=5)
+                self._writer = writer
+                self._lookup = writer.registry.lookup
+                self._root_obj = root_obj
+                self._root = root
+
+            def persistent_id(self, obj: Any) -> int | None:
+                tp = type(obj)
+                if tp in _SCALARS or tp is float or tp is list or tp is tuple or tp is dict:
+                    return None
+                found = self._lookup(obj)
+                if found is None:
+                    return None
+                if isinstance(found, Rejection):
+                    raise _rejected(found, obj, find_path(self._root_obj, obj, self._root))
+                if found.can_encode(obj):
+                    return self._writer.add_part(
+                        obj, found, lambda: find_path(self._root_obj, obj, self._root)
+                    )
+                return None
+
+        _pickler_class = _Pickler
+    return _pickler_class(file, writer, root_obj, root)
 
 
 def _rejected(rejection: Rejection, obj: Any, path: str) -> SerializationError:
@@ -179,6 +192,8 @@ def find_path(root_obj: Any, target: Any, root: str = "value", limit: int = 100_
 
 def _find_unpicklable(obj: Any, path: str, depth: int = 0) -> tuple[str, Any] | None:
     """The deepest sub-object that cloudpickle refuses, for the error message."""
+    import cloudpickle
+
     if depth > 20:
         return None
     for child_path, child in _children(obj, path):

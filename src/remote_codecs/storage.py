@@ -13,11 +13,12 @@ import os
 import re
 import threading
 import uuid
-import zipfile
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 from .errors import DeserializationError, IntegrityError
 
@@ -64,6 +65,8 @@ _pool_lock = threading.Lock()
 def _hash_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
         with _pool_lock:
             if _pool is None:
                 _pool = ThreadPoolExecutor(1, thread_name_prefix="remote-codecs-hash")
@@ -226,6 +229,8 @@ class ZipSink(Sink):
     """A bundle as one zip (stored, not compressed) held in memory."""
 
     def __init__(self) -> None:
+        import zipfile
+
         self.buffer = io.BytesIO()
         self._zip = zipfile.ZipFile(self.buffer, "w", zipfile.ZIP_STORED)
         self._current: HashingWriter | None = None
@@ -254,6 +259,7 @@ class Source:
     """Reads a bundle's manifest and files, verifying each file against its record."""
 
     description: str
+    _read_errors: tuple[type[Exception], ...] = ()
 
     def read_manifest(self) -> bytes:
         raise NotImplementedError
@@ -283,7 +289,7 @@ class Source:
             ) from None
         try:
             self._read_verified(f, record, views, digest)
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        except (EOFError, OSError, *self._read_errors) as exc:
             raise IntegrityError(
                 f"{self.description}: part file {record.name} unreadable: {exc}"
             ) from None
@@ -369,10 +375,13 @@ class FolderSource(Source):
 
 class ZipSource(Source):
     def __init__(self, data: bytes | bytearray | memoryview, description: str = "<bytes>") -> None:
+        import zipfile
+
+        self._read_errors = (zipfile.BadZipFile,)
         self.description = description
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
             raise DeserializationError(
                 f"{description} is not a bundle (not a valid bundle zip: {exc})"
             ) from None
@@ -392,7 +401,7 @@ class ZipSource(Source):
             return self._zip.open(name)  # type: ignore[return-value]
         except KeyError:
             raise FileNotFoundError(name) from None
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (*self._read_errors, OSError) as exc:
             raise IntegrityError(f"{self.description}: {name} unreadable: {exc}") from None
 
 

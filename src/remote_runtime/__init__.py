@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     )
     from .settings import CustomFileFilter, Settings, resolve_settings
 
+__version__ = "0.1.0"
+
 _EXPORTS = {
     "remote": ".api",
     "RemoteFunction": ".api",

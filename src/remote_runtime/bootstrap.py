@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import sys
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,7 +75,7 @@ def _precheck(job_uri: str) -> int | None:
         updated=time.time(),
         ended=time.time(),
         pid=os.getpid(),
-        host=socket.gethostname(),
+        host=os.uname().nodename,
         error={
             "type": "remote_runtime.errors.RuntimeEnvironmentError",
             "message": message,
@@ -93,6 +91,8 @@ def _precheck(job_uri: str) -> int | None:
 
 
 def _fail(paths: J.JobPaths, code: int, exc: BaseException, **fields: Any) -> int:
+    import traceback
+
     from . import job as J
 
     paths.write_status(
@@ -123,7 +123,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     paths.write_status(
         J.JobState.IN_PROGRESS,
         pid=os.getpid(),
-        host=socket.gethostname(),
+        host=os.uname().nodename,
         stage="preparing",
         python=platform.python_version(),
         attempt=attempt,
@@ -233,9 +233,8 @@ def _verified_text(paths: J.JobPaths, path: str, expected: str) -> str:
 
 def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
     from . import job as J
-    from .environment import cache_dir
 
-    workdir = os.path.join(cache_dir(), "work", f"{paths.name}-{os.getpid()}")
+    workdir = os.path.join(J.cache_dir(), "work", f"{paths.name}-{os.getpid()}")
     os.makedirs(workdir, exist_ok=True)
     expected = execution.get("workspace")
     if expected is not None:
@@ -253,15 +252,18 @@ def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
 
 
 def _cleanup_workdir(workdir: str) -> None:
-    import shutil
-
     if sys.path and sys.path[0] == workdir:
         sys.path.pop(0)
     try:
         os.chdir(os.path.dirname(workdir))
     except OSError:
         pass
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        os.rmdir(workdir)  # the common case: the job left nothing behind
+    except OSError:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _run_function(

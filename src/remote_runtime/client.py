@@ -44,9 +44,7 @@ def store_for(settings: Settings) -> Store:
 
 
 def _key_path(name: str) -> str:
-    from .environment import cache_dir
-
-    return os.path.join(cache_dir(), "keys", name)
+    return os.path.join(J.cache_dir(), "keys", name)
 
 
 def remember_key(name: str, key: bytes) -> None:
@@ -397,11 +395,10 @@ def _describe_exit(code: int | None) -> str:
 def _stop_by_pid(paths: J.JobPaths) -> None:
     """Stop a job started by another client on this host, from the pid in its status."""
     import signal
-    import socket
 
     status = paths.read_status()
     pid = status.get("pid")
-    if pid and status.get("host") == socket.gethostname():
+    if pid and status.get("host") == J.hostname():
         try:
             os.killpg(int(pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

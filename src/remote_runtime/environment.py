@@ -16,13 +16,9 @@ import sys
 import sysconfig
 
 from .errors import RuntimeEnvironmentError
+from .job import cache_dir
 
 __all__ = ["auto_capture_requirements", "ensure_venv", "run_pre_execution", "venv_dir"]
-
-
-def cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "remote-runtime")
 
 
 def venv_dir(requirements: str, python: str | None = None) -> str:

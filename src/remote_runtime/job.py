@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import datetime
 import os
 import platform
 import re
-import secrets
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -42,8 +39,21 @@ EXIT_TIMEOUT = 124  # max_runtime_in_seconds exceeded
 EXIT_INTERNAL = 70
 
 
+def cache_dir() -> str:
+    """This machine's cache for remote-runtime: job keys, scratch folders, venvs, logs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "remote-runtime")
+
+
+def hostname() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else platform.node()
+
+
 def make_job_name(prefix: str | None, fallback: str = "job") -> str:
     """``<prefix>-<UTC timestamp>-<random>``: at most 63 characters of [a-zA-Z0-9-]."""
+    import datetime
+    import secrets
+
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
     suffix = secrets.token_hex(3)
     clean = re.sub(r"[^a-zA-Z0-9]+", "-", prefix or fallback).strip("-") or "job"
@@ -157,7 +167,7 @@ def job_spec(
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "platform": f"{sys.platform}-{platform.machine()}",
-        "client_host": socket.gethostname(),
+        "client_host": hostname(),
         "client_pid": os.getpid(),
         "created": time.time(),
         "libraries": _library_versions(),

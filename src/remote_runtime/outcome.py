@@ -5,7 +5,6 @@ traceback), or a RemoteFunctionError when the original type cannot be rebuilt he
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any
 
 from .errors import RemoteFunctionError
@@ -21,6 +20,8 @@ def exception_record(
     exc: BaseException, _seen: set[int] | None = None, _top: bool = True
 ) -> dict[str, Any]:
     """A JSON-able record of ``exc`` and its chain; each exception is also pickled if it can be."""
+    import traceback
+
     import cloudpickle
 
     seen = _seen if _seen is not None else set()

@@ -236,3 +236,11 @@ def test_duplicate_id_plugin_warns(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "already registered" in out.stdout and "fakeplugin" in out.stdout
+
+
+def test_versions_agree():
+    from importlib.metadata import version
+
+    import remote_runtime
+
+    assert rc.__version__ == remote_runtime.__version__ == version("remote-runtime")

@@ -17,7 +17,7 @@ import threading
 from typing import IO, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
-from ..job import JobPaths
+from ..job import JobPaths, cache_dir
 from ..settings import Settings
 
 __all__ = ["LocalBackend", "LocalProcess"]
@@ -60,6 +60,23 @@ def job_environment(
     return env
 
 
+def _exited(pid: int, timeout: float) -> bool:
+    """Block until process ``pid`` exits or ``timeout`` passes, waking at once on exit
+    (a pidfd on Linux; elsewhere Popen's own polling is used). True if it exited."""
+    if not hasattr(os, "pidfd_open"):
+        return True  # let Popen.wait(timeout) do it
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], max(0.0, timeout))[0])
+    finally:
+        os.close(fd)
+
+
 class LocalProcess:
     """A job running in its own process."""
 
@@ -75,6 +92,12 @@ class LocalProcess:
         return self.popen.pid
 
     def wait(self, timeout: float | None = None) -> int | None:
+        if (
+            timeout is not None
+            and self.popen.returncode is None
+            and not _exited(self.popen.pid, timeout)
+        ):
+            return None
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -118,8 +141,6 @@ class LocalBackend:
             log_dir = paths.logs
             upload_dir = None
         else:
-            from ..environment import cache_dir
-
             log_dir = upload_dir = os.path.join(cache_dir(), "logs", paths.name)
         os.makedirs(log_dir, exist_ok=True)
         python = settings.python or sys.executable
