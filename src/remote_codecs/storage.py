@@ -259,7 +259,7 @@ class Source:
     """Reads a bundle's manifest and files, verifying each file against its record."""
 
     description: str
-    _read_errors: tuple[type[Exception], ...] = ()
+    _read_error: type[Exception] = OSError  # what the underlying reader raises on corruption
 
     def read_manifest(self) -> bytes:
         raise NotImplementedError
@@ -289,7 +289,7 @@ class Source:
             ) from None
         try:
             self._read_verified(f, record, views, digest)
-        except (EOFError, OSError, *self._read_errors) as exc:
+        except (EOFError, OSError, self._read_error) as exc:
             raise IntegrityError(
                 f"{self.description}: part file {record.name} unreadable: {exc}"
             ) from None
@@ -377,7 +377,7 @@ class ZipSource(Source):
     def __init__(self, data: bytes | bytearray | memoryview, description: str = "<bytes>") -> None:
         import zipfile
 
-        self._read_errors = (zipfile.BadZipFile,)
+        self._read_error = zipfile.BadZipFile
         self.description = description
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
@@ -393,7 +393,7 @@ class ZipSource(Source):
             raise DeserializationError(
                 f"{self.description} has no {MANIFEST}: not a bundle"
             ) from None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (self._read_error, OSError, EOFError) as exc:
             raise DeserializationError(f"{self.description}: manifest unreadable: {exc}") from None
 
     def _open(self, name: str) -> BinaryIO:
@@ -401,7 +401,7 @@ class ZipSource(Source):
             return self._zip.open(name)  # type: ignore[return-value]
         except KeyError:
             raise FileNotFoundError(name) from None
-        except (*self._read_errors, OSError) as exc:
+        except (self._read_error, OSError) as exc:
             raise IntegrityError(f"{self.description}: {name} unreadable: {exc}") from None
 
 
