@@ -3,8 +3,9 @@ and its peak RSS growth; ``run.py`` collects the cases of every ``bench_*.py`` m
 prints a table with ratios against each case's baseline and writes results/latest.json.
 
 A benchmark module defines ``CASES``: a list of :class:`Case`, and for each case a
-function ``name(workdir) -> float`` run in the subprocess. It may do untimed setup
-before calling ``timer.start()``; the harness measures from there to the return.
+function ``name(workdir, timer)`` run in the subprocess. It may do untimed setup
+before calling ``timer.start()``; the harness measures from there to the return, unless
+the function returns a float: the seconds it measured itself (a p50 over many calls).
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def child_main(module_name: str, case: str, workdir: str) -> None:
     sys.path.insert(0, HERE)
     module = __import__(module_name)
     timer = Timer()
-    getattr(module, case)(workdir, timer)
+    reported = getattr(module, case)(workdir, timer)
     elapsed = time.perf_counter() - (timer.t0 if timer.t0 is not None else time.perf_counter())
+    if isinstance(reported, float):  # the case measured itself (e.g. a p50 over many calls)
+        elapsed = reported
     print(json.dumps({"seconds": elapsed, "rss_growth": max(0, _status("VmHWM") - timer.rss0)}))
 
 
