@@ -30,12 +30,20 @@ if TYPE_CHECKING:
         SerializationError,
         ServiceError,
     )
+    from .executor import RemoteExecutor
+    from .futures import Future, get_future, list_futures
+    from .progress import progress
     from .settings import CustomFileFilter, Settings, resolve_settings
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "remote": ".api",
+    "RemoteExecutor": ".executor",
+    "Future": ".futures",
+    "get_future": ".futures",
+    "list_futures": ".futures",
+    "progress": ".progress",
     "RemoteFunction": ".api",
     "CustomFileFilter": ".settings",
     "Settings": ".settings",
@@ -54,9 +62,11 @@ _EXPORTS = {
 __all__ = [
     "CustomFileFilter",
     "DeserializationError",
+    "Future",
     "IntegrityError",
     "JobFailedError",
     "JobTimeoutError",
+    "RemoteExecutor",
     "RemoteFunction",
     "RemoteFunctionError",
     "RemoteRuntimeError",
@@ -64,6 +74,9 @@ __all__ = [
     "SerializationError",
     "ServiceError",
     "Settings",
+    "get_future",
+    "list_futures",
+    "progress",
     "remote",
     "resolve_settings",
 ]

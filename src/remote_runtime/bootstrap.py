@@ -383,7 +383,11 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
 
 
 def _upload_logs(paths: J.JobPaths) -> None:
-    local = os.environ.get(LOG_DIR_ENV)
+    _upload_logs_from(paths, os.environ.get(LOG_DIR_ENV))
+
+
+def _upload_logs_from(paths: J.JobPaths, local: str | None) -> None:
+    """Copy the job's local log files into its folder when the root is not local."""
     if not local or paths.store.local:
         return
     sys.stdout.flush()

@@ -195,6 +195,7 @@ class Job:
         self.name = paths.name
         self._exit_code: int | None = None
         self._launch_time: float | None = None
+        self._stopping = False
         self._lock = threading.Lock()
 
     def launch(self) -> None:
@@ -271,9 +272,13 @@ class Job:
     def _after_exit(self, code: int) -> bool:
         """The process ended: retry an infrastructure failure, or settle the status."""
         status = self.paths.read_status()
-        if status.get("state") in J.JobState.TERMINAL:
+        if status.get("state") in J.JobState.TERMINAL or self._stopping:
             self._exit_code = code
+            self._upload_local_logs()
             return True
+        if self.launched is not None and self.launched.lost_before_start():
+            self.launch()
+            return False
         attempt = int(status.get("attempt", 1))
         started = status.get("stage") == "running"
         if not started and attempt < self.settings.max_retry_attempts:
@@ -291,7 +296,22 @@ class Job:
             J.JobState.FAILED, exit_code=code, died=True, stage=status.get("stage")
         )
         self._exit_code = code
+        self._upload_local_logs()
         return True
+
+    def _upload_local_logs(self) -> None:
+        """Logs written on this machine for a remote root go to the job folder (the job
+        uploads them itself when it ends normally; this covers crashes)."""
+        log_dir = getattr(self.launched, "log_dir", None)
+        if log_dir is None or self.paths.store.local:
+            return
+        for stream in ("stdout", "stderr"):
+            local = os.path.join(log_dir, f"{stream}.log")
+            if os.path.exists(local):
+                try:
+                    self.paths.store.put_file(local, f"{self.paths.logs}/{stream}.log")
+                except Exception:
+                    pass
 
     def _kill_for_timeout(self) -> None:
         assert self.launched is not None
@@ -313,6 +333,7 @@ class Job:
         """Stop the job: its processes are killed and its status becomes Stopped."""
         if self.paths.read_status().get("state") in J.JobState.TERMINAL:
             return
+        self._stopping = True
         if self.launched is not None:
             self.launched.stop()
         else:

@@ -23,6 +23,9 @@ class Launched(Protocol):
     def log_chunk(self, stream: str, offset: int) -> bytes:
         """Bytes of the job's ``stdout`` or ``stderr`` from ``offset`` on."""
 
+    def lost_before_start(self) -> bool:
+        """The job never reached its runner (e.g. a retiring warm worker): relaunch freely."""
+
 
 class Backend(Protocol):
     name: str

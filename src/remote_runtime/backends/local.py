@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from typing import IO, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
@@ -114,20 +115,39 @@ class LocalProcess:
         self.wait(10)
 
     def log_chunk(self, stream: str, offset: int) -> bytes:
-        try:
-            with open(os.path.join(self.log_dir, f"{stream}.log"), "rb") as f:
-                f.seek(offset)
-                return f.read()
-        except FileNotFoundError:
-            return b""
+        return _read_log(self.log_dir, stream, offset)
+
+    def lost_before_start(self) -> bool:
+        return False
+
+
+def _read_log(log_dir: str, stream: str, offset: int) -> bytes:
+    try:
+        with open(os.path.join(log_dir, f"{stream}.log"), "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def _log_dirs(paths: JobPaths) -> tuple[str, str | None]:
+    """(where the job writes its logs, the same if they must be uploaded afterwards)."""
+    if paths.store.local:
+        return paths.logs, None
+    local = os.path.join(cache_dir(), "logs", paths.name)
+    return local, local
 
 
 class LocalBackend:
-    """Runs each job in a fresh local process (warm workers come with the executor)."""
+    """Runs each job in a fresh local process, or in a warm worker when
+    ``keep_alive_period_in_seconds`` > 0."""
 
     name = "local"
     _shared: LocalBackend | None = None
     _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.workers = WorkerPool()
 
     @classmethod
     def shared(cls) -> LocalBackend:
@@ -136,12 +156,13 @@ class LocalBackend:
                 cls._shared = cls()
             return cls._shared
 
-    def launch(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess:
-        if paths.store.local:
-            log_dir = paths.logs
-            upload_dir = None
-        else:
-            log_dir = upload_dir = os.path.join(cache_dir(), "logs", paths.name)
+    def launch(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess | WorkerJob:
+        if settings.keep_alive_period_in_seconds > 0:
+            return self.workers.run(paths, key, settings)
+        return self.launch_process(paths, key, settings)
+
+    def launch_process(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess:
+        log_dir, upload_dir = _log_dirs(paths)
         os.makedirs(log_dir, exist_ok=True)
         python = settings.python or sys.executable
         out = open(os.path.join(log_dir, "stdout.log"), "ab")  # noqa: SIM115 - closed by wait()
@@ -158,3 +179,213 @@ class LocalBackend:
             **kwargs,
         )
         return LocalProcess(popen, log_dir, [out, err])
+
+
+# -- warm workers ---------------------------------------------------------------------------------
+
+
+class Worker:
+    """One warm worker process and the thread that reads its replies."""
+
+    def __init__(
+        self, env_key: tuple[Any, ...], python: str, env: dict[str, str], keep_alive: int
+    ) -> None:
+        self.env_key = env_key
+        self.keep_alive = keep_alive
+        read_fd, write_fd = os.pipe()
+        self.popen = subprocess.Popen(
+            [python, "-m", "remote_runtime.worker", str(keep_alive), str(write_fd)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
+        os.close(write_fd)
+        self._replies = os.fdopen(read_fd, "r")
+        self.current: WorkerJob | None = None
+        self.idle_since = time.monotonic()
+        self._reader = threading.Thread(
+            target=self._read, name=f"worker-{self.popen.pid}", daemon=True
+        )
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._replies:
+            msg = json.loads(line)
+            job = self.current
+            if job is None or msg.get("job") != job.name:
+                continue
+            if msg.get("started"):
+                job.started.set()
+            elif "exit" in msg:
+                job._finish(int(msg["exit"]))
+        self._replies.close()
+        code = self.popen.wait()
+        job = self.current
+        if job is not None and job.exit_code is None:
+            job._finish(code if code != 0 else -9, died=True)
+
+    def usable(self) -> bool:
+        margin = min(1.0, self.keep_alive / 4)
+        return (
+            self.popen.poll() is None
+            and time.monotonic() - self.idle_since < self.keep_alive - margin
+        )
+
+    def send(self, job: WorkerJob, message: dict[str, Any]) -> bool:
+        self.current = job
+        try:
+            assert self.popen.stdin is not None
+            self.popen.stdin.write((json.dumps(message) + "\n").encode())
+            self.popen.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def close(self) -> None:
+        """Ask the worker to exit (its stdin closes); it finishes a running job first."""
+        try:
+            if self.popen.stdin is not None:
+                self.popen.stdin.close()
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class WorkerJob:
+    """A job running in a warm worker (the backend's ``Launched`` for that case)."""
+
+    def __init__(self, pool: WorkerPool, worker: Worker | None, name: str, log_dir: str) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.name = name
+        self.log_dir = log_dir
+        self.started = threading.Event()
+        self.exit_code: int | None = None
+        self.died = False
+        self._done = threading.Event()
+
+    def _finish(self, code: int, died: bool = False) -> None:
+        self.exit_code = code
+        self.died = died
+        self._done.set()
+        if not died and self.worker is not None:
+            self.pool.release(self.worker)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._done.wait(timeout):
+            return None
+        return self.exit_code
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+        self._done.wait(10)
+
+    def log_chunk(self, stream: str, offset: int) -> bytes:
+        return _read_log(self.log_dir, stream, offset)
+
+    def lost_before_start(self) -> bool:
+        """The worker went away before taking the job (it was retiring): run it elsewhere."""
+        return self.died and not self.started.is_set()
+
+
+class WorkerPool:
+    """Warm workers, keyed by the environment a job needs: interpreter, dependencies,
+    working directory contents and environment variables."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[Any, ...], list[Worker]] = {}
+        self._all: set[Worker] = set()
+        self._lock = threading.Lock()
+        import atexit
+
+        atexit.register(self.close_all)
+
+    @staticmethod
+    def env_key(paths: JobPaths, settings: Settings) -> tuple[Any, ...]:
+        execution = paths.read_spec()["execution"]
+        return (
+            os.path.realpath(settings.python or sys.executable),
+            execution.get("requirements"),
+            execution.get("workspace"),
+            tuple(sorted((settings.environment_variables or {}).items())),
+            json.dumps(paths.store.storage_options, sort_keys=True),
+            settings.keep_alive_period_in_seconds,
+        )
+
+    def run(self, paths: JobPaths, key: bytes, settings: Settings) -> WorkerJob:
+        log_dir, _ = _log_dirs(paths)
+        env_key = self.env_key(paths, settings)
+        message = {
+            "job_uri": paths.store.uri_of(paths.name),
+            "key": key.hex(),
+            "log_dir": log_dir,
+            "storage_options": paths.store.storage_options or None,
+        }
+        for _ in range(3):
+            worker = self._take(env_key) or self._start(env_key, paths, key, settings)
+            job = WorkerJob(self, worker, paths.name, log_dir)
+            if worker.send(job, message):
+                return job
+            worker.kill()  # it was exiting: the job never reached it, try another
+        raise RuntimeError("could not hand the job to a warm worker")
+
+    def _take(self, env_key: tuple[Any, ...]) -> Worker | None:
+        with self._lock:
+            idle = self._idle.get(env_key, [])
+            while idle:
+                worker = idle.pop()
+                if worker.usable():
+                    return worker
+                worker.close()
+                self._all.discard(worker)
+        return None
+
+    def _start(
+        self, env_key: tuple[Any, ...], paths: JobPaths, key: bytes, settings: Settings
+    ) -> Worker:
+        python = settings.python or sys.executable
+        execution = paths.read_spec()["execution"]
+        if execution.get("requirements") is not None:
+            from ..environment import ensure_venv
+            from ..job import digest
+
+            text = paths.store.read_bytes(paths.requirements)
+            if digest(text) != execution["requirements"]:
+                raise RuntimeError(f"{paths.requirements} changed after it was written")
+            python = ensure_venv(text.decode())
+        env = job_environment(key, settings, paths, None)
+        env.pop(KEY_ENV, None)  # each job's key arrives with the job, over the pipe
+        worker = Worker(env_key, python, env, settings.keep_alive_period_in_seconds)
+        with self._lock:
+            self._all.add(worker)
+        return worker
+
+    def release(self, worker: Worker) -> None:
+        worker.current = None
+        worker.idle_since = time.monotonic()
+        with self._lock:
+            if worker in self._all:
+                self._idle.setdefault(worker.env_key, []).append(worker)
+
+    def close_all(self) -> None:
+        """Close every worker's pipe: idle ones exit now, busy ones after their job."""
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+            self._idle.clear()
+        for worker in workers:
+            worker.close()
+
+    def live(self) -> int:
+        with self._lock:
+            return sum(1 for w in self._all if w.popen.poll() is None)

@@ -1,0 +1,209 @@
+"""Futures of jobs: ``concurrent.futures.Future`` objects that also know their job, and
+re-attaching to jobs from their folders alone (``get_future``, ``list_futures``)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Generator, Iterator
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, RUNNING
+from typing import Any
+
+from . import job as J
+from .client import Job, recall_key, store_for
+from .settings import Settings, resolve_settings
+
+__all__ = ["Future", "get_future", "list_futures"]
+
+
+class Future(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A job's future: works with ``as_completed``, ``wait``, ``add_done_callback`` and
+    ``asyncio.wrap_future`` (and can be awaited), and also knows its job.
+
+    ``cancel()`` on a job that has not started means it never starts; on a running job
+    it stops the job (its processes are killed, its status becomes Stopped) and
+    ``result()`` raises ``CancelledError``.
+    """
+
+    def __init__(self, job: Job) -> None:
+        super().__init__()
+        self.job = job
+        self._lazy_outcome = False
+
+    @property
+    def job_name(self) -> str:
+        return self.job.name
+
+    def status(self) -> str:
+        """The job's state: Pending, InProgress, Completed, Failed or Stopped."""
+        return str(self.job.status().get("state", J.JobState.PENDING))
+
+    def describe(self) -> dict[str, Any]:
+        """The job's spec (job.json) and status record (status.json)."""
+        return {"spec": self.job.paths.read_spec(), "status": self.job.status()}
+
+    def logs(self) -> str:
+        """Everything the job printed so far (stdout, then stderr)."""
+        return self.job.logs()
+
+    def cancel(self) -> bool:
+        if super().cancel():
+            self.job.paths.write_status(J.JobState.STOPPED, stage="cancelled before start")
+            return True
+        with self._condition:
+            if self._state != RUNNING:
+                return False
+        self.job.stop()
+        with self._condition:
+            if self._state != RUNNING:
+                return self._state == CANCELLED_AND_NOTIFIED
+            self._state = CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+        return True
+
+    # -- lazily decoded outcomes (re-attached futures) -------------------------------------
+
+    def _finish_lazily(self) -> None:
+        """Mark done now; decode the result or exception on first ``result()``."""
+        with self._condition:
+            self._lazy_outcome = True
+            self._state = FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]
+
+    def _materialize(self) -> None:
+        with self._condition:
+            if not self._lazy_outcome:
+                return
+            self._lazy_outcome = False
+            try:
+                self._result = self.job.outcome()
+            except concurrent.futures.CancelledError:
+                self._state = CANCELLED_AND_NOTIFIED
+            except BaseException as exc:
+                self._exception = exc
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait_for_state(timeout)
+        self._materialize()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait_for_state(timeout)
+        self._materialize()
+        return super().exception(timeout)
+
+    def _wait_for_state(self, timeout: float | None) -> None:
+        if self._lazy_outcome or self.done():
+            return
+        with self._condition:
+            self._condition.wait_for(self.done, timeout)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self).__await__()
+
+    def __repr__(self) -> str:
+        return f"<Future job={self.job_name} state={self._state}>"
+
+
+# -- re-attaching ------------------------------------------------------------------------------------
+
+
+class _Watcher(threading.Thread):
+    """One thread that finishes re-attached futures when their jobs end (polls status)."""
+
+    _instance: _Watcher | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        super().__init__(name="remote-runtime-watcher", daemon=True)
+        self.futures: list[Future] = []
+        self.wake = threading.Event()
+
+    @classmethod
+    def add(cls, future: Future) -> None:
+        with cls._lock:
+            if cls._instance is None or not cls._instance.is_alive():
+                cls._instance = cls()
+                cls._instance.futures.append(future)
+                cls._instance.start()
+            else:
+                cls._instance.futures.append(future)
+
+    def run(self) -> None:
+        while True:
+            with self._lock:
+                pending = [f for f in self.futures if not f.done()]
+                self.futures = pending
+                if not pending:
+                    _Watcher._instance = None
+                    return
+            for future in pending:
+                if future.job.status().get("state") in J.JobState.TERMINAL and not future.done():
+                    future._finish_lazily()
+            time.sleep(0.2)
+
+
+def _attached(name: str, settings: Settings) -> Future:
+    paths = J.JobPaths(store_for(settings), J.check_job_name(name))
+    if not paths.store.exists(paths.spec):
+        raise LookupError(f"no job named {name!r} under {paths.store.uri}")
+    future = Future(Job(paths, recall_key(name), settings))
+    state = paths.read_status().get("state")
+    if state in J.JobState.TERMINAL:
+        future._finish_lazily()
+    else:
+        future.set_running_or_notify_cancel()
+        _Watcher.add(future)
+    return future
+
+
+def get_future(job_name: str, s3_root_uri: str | None = None, **settings: Any) -> Future:
+    """A future for an existing job, rebuilt from its folder (in any process, on any
+    machine that sees the root). The result is decoded on ``result()``.
+
+    Results are verified with the job's key when this machine submitted the job (the
+    key never leaves it); otherwise the part hashes are still checked.
+    """
+    if s3_root_uri is not None:
+        settings["s3_root_uri"] = s3_root_uri
+    return _attached(job_name, resolve_settings(settings, "get_future()"))
+
+
+def list_futures(
+    job_name_prefix: str | None = None,
+    s3_root_uri: str | None = None,
+    *,
+    status: str | None = None,
+    **settings: Any,
+) -> Iterator[Future]:
+    """Futures of the jobs under the root whose name starts with ``job_name_prefix``
+    (oldest first), optionally only those in state ``status``. Nothing is decoded."""
+    if s3_root_uri is not None:
+        settings["s3_root_uri"] = s3_root_uri
+    resolved = resolve_settings(settings, "list_futures()")
+    store = store_for(resolved)
+    names = [
+        n
+        for n in store.list_names()
+        if J.NAME_RE.match(n) and (not job_name_prefix or n.startswith(job_name_prefix))
+    ]
+    for name in sorted(names, key=_creation_order):
+        try:
+            future = _attached(name, resolved)
+        except LookupError:
+            continue  # not a job folder (or one being written)
+        if status is None or future.status() == status:
+            yield future
+
+
+def _creation_order(name: str) -> tuple[str, str]:
+    parts = name.rsplit("-", 4)
+    return ("-".join(parts[-4:-1]), name) if len(parts) >= 4 else ("", name)
