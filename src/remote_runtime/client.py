@@ -198,6 +198,11 @@ class Job:
         self._stopping = False
         self._lock = threading.Lock()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called on this job by this client."""
+        return self._stopping
+
     def launch(self) -> None:
         self._launch_time = time.monotonic()
         assert self.key is not None
@@ -350,7 +355,7 @@ class Job:
         so = self.paths.store.storage_options or None
         if state == J.JobState.COMPLETED and self.paths.has_bundle("results"):
             return rc.load(self.paths.bundle("results"), key=self.key, storage_options=so)
-        if state == J.JobState.STOPPED:
+        if state == J.JobState.STOPPED or (self._stopping and state not in J.JobState.TERMINAL):
             raise CancelledError(f"job {self.name} was stopped")
         if self.paths.has_bundle("exception"):
             record = rc.load(self.paths.bundle("exception"), key=self.key, storage_options=so)

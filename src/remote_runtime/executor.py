@@ -157,7 +157,7 @@ class RemoteExecutor(concurrent.futures.Executor):
             if not future.done():
                 future.set_exception(exc)
             return
-        if future.done():  # cancelled while running
+        if future.done() or job.stopping:  # cancelled while running: cancel() settles it
             return
         try:
             value = job.outcome()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
@@ -188,9 +189,15 @@ class Worker:
     """One warm worker process and the thread that reads its replies."""
 
     def __init__(
-        self, env_key: tuple[Any, ...], python: str, env: dict[str, str], keep_alive: int
+        self,
+        env_key: tuple[Any, ...],
+        python: str,
+        env: dict[str, str],
+        keep_alive: int,
+        on_exit: Callable[[Worker], None],
     ) -> None:
         self.env_key = env_key
+        self.on_exit = on_exit
         self.keep_alive = keep_alive
         read_fd, write_fd = os.pipe()
         self.popen = subprocess.Popen(
@@ -224,6 +231,8 @@ class Worker:
                 job._finish(int(msg["exit"]))
         self._replies.close()
         code = self.popen.wait()
+        self.close()
+        self.on_exit(self)
         job = self.current
         if job is not None and job.exit_code is None:
             job._finish(code if code != 0 else -9, died=True)
@@ -365,7 +374,7 @@ class WorkerPool:
             python = ensure_venv(text.decode())
         env = job_environment(key, settings, paths, None)
         env.pop(KEY_ENV, None)  # each job's key arrives with the job, over the pipe
-        worker = Worker(env_key, python, env, settings.keep_alive_period_in_seconds)
+        worker = Worker(env_key, python, env, settings.keep_alive_period_in_seconds, self._forget)
         with self._lock:
             self._all.add(worker)
         return worker
@@ -376,6 +385,13 @@ class WorkerPool:
         with self._lock:
             if worker in self._all:
                 self._idle.setdefault(worker.env_key, []).append(worker)
+
+    def _forget(self, worker: Worker) -> None:
+        with self._lock:
+            self._all.discard(worker)
+            idle = self._idle.get(worker.env_key)
+            if idle and worker in idle:
+                idle.remove(worker)
 
     def close_all(self) -> None:
         """Close every worker's pipe: idle ones exit now, busy ones after their job."""
