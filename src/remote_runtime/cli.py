@@ -1,0 +1,265 @@
+"""The ``remote-runtime`` command: list, inspect, follow, cancel and collect jobs.
+
+    remote-runtime jobs list [--prefix P] [--status S]
+    remote-runtime jobs show NAME
+    remote-runtime jobs logs NAME [--follow]
+    remote-runtime jobs cancel NAME
+    remote-runtime jobs result NAME
+    remote-runtime gc --older-than 7d [--dry-run]
+    remote-runtime config
+
+``--root URI`` (before the command) names the job root; by default the settings'
+``s3_root_uri`` (argument > REMOTE_RUNTIME_S3_ROOT_URI > config file > default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import sys
+import time
+from typing import Any
+
+from . import job as J
+from .client import Job, recall_key, store_for
+from .settings import Settings, resolve_settings
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return resolve_settings({"s3_root_uri": args.root} if args.root else {}, "remote-runtime")
+
+
+def _job(args: argparse.Namespace, name: str) -> Job:
+    settings = _settings(args)
+    paths = J.JobPaths(store_for(settings), J.check_job_name(name))
+    if not paths.store.exists(paths.spec):
+        raise SystemExit(f"error: no job named {name!r} under {paths.store.uri}")
+    return Job(paths, recall_key(name), settings)
+
+
+def _when(stamp: float | None) -> str:
+    if not stamp:
+        return "-"
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _duration(status: dict[str, Any]) -> str:
+    start, end = (
+        status.get("started"),
+        status.get("ended") or (time.time() if status.get("started") else None),
+    )
+    if not start or not end:
+        return "-"
+    seconds = end - start
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .futures import list_futures
+
+    rows = []
+    for future in list_futures(args.prefix, _settings(args).s3_root_uri, status=args.status):
+        status = future.job.status()
+        spec = future.job.paths.read_spec()
+        rows.append(
+            (
+                future.job_name,
+                status.get("state", "?"),
+                _when(spec.get("created")),
+                _duration(status),
+                spec.get("function", "?"),
+            )
+        )
+    if not rows:
+        print("no jobs")
+        return 0
+    widths = [
+        max(len(str(r[i])) for r in [("NAME", "STATE", "CREATED", "DURATION", "FUNCTION"), *rows])
+        for i in range(5)
+    ]
+    for row in [("NAME", "STATE", "CREATED", "DURATION", "FUNCTION"), *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import remote_codecs as rc
+
+    job = _job(args, args.name)
+    spec = job.paths.read_spec()
+    status = job.status()
+    print(f"job {job.name}  ({job.paths.store.uri_of(job.name)})")
+    print(f"  function   {spec.get('function')}")
+    print(
+        f"  state      {status.get('state')}  (exit code {status.get('exit_code', '-')}, attempt {status.get('attempt', 1)})"
+    )
+    print(
+        f"  created    {_when(spec.get('created'))}  started {_when(status.get('started'))}  ended {_when(status.get('ended'))}"
+    )
+    print(
+        f"  host/pid   {status.get('host', '-')}/{status.get('pid', '-')}   python {spec.get('python')}"
+    )
+    if status.get("error"):
+        print(f"  error      {status['error'].get('type')}: {status['error'].get('message')}")
+    settings = {k: v for k, v in spec.get("settings", {}).items() if v not in (None, False, [], {})}
+    print("  settings   " + json.dumps(settings, sort_keys=True))
+    for which in ("function", "arguments", "results", "exception"):
+        if job.paths.has_bundle(which):
+            text = str(
+                rc.inspect(
+                    job.paths.bundle(which), storage_options=job.paths.store.storage_options or None
+                )
+            )
+            print(f"\n{which}/\n" + "\n".join("  " + line for line in text.splitlines()))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    job = _job(args, args.name)
+    offsets = {"stdout": 0, "stderr": 0}
+    while True:
+        for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+            data = job.paths.store.read_range(f"{job.paths.logs}/{stream}.log", offsets[stream])
+            offsets[stream] += len(data)
+            if data:
+                out.write(data.decode(errors="replace"))
+                out.flush()
+        if not args.follow or job.status().get("state") in J.JobState.TERMINAL:
+            if args.follow:  # one last read after the end
+                for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+                    out.write(
+                        job.paths.store.read_range(
+                            f"{job.paths.logs}/{stream}.log", offsets[stream]
+                        ).decode(errors="replace")
+                    )
+            return 0
+        time.sleep(0.5)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    job = _job(args, args.name)
+    state = job.status().get("state")
+    if state in J.JobState.TERMINAL:
+        print(f"job {job.name} has already ended ({state})")
+        return 0
+    job.stop()
+    print(f"job {job.name}: {job.status().get('state')}")
+    return 0
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    import traceback
+
+    job = _job(args, args.name)
+    if job.status().get("state") not in J.JobState.TERMINAL:
+        print(f"job {job.name} has not ended yet ({job.status().get('state')})", file=sys.stderr)
+        return 2
+    try:
+        value = job.outcome()
+    except BaseException as exc:
+        traceback.print_exception(type(exc), exc, None)
+        return 1
+    print(repr(value))
+    return 0
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90s, 30m, 12h, 7d, 2w)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    import os
+
+    settings = _settings(args)
+    store = store_for(settings)
+    cutoff = time.time() - args.older_than
+    removed = kept = 0
+    for name in store.list_names():
+        if not J.NAME_RE.match(name):
+            continue
+        paths = J.JobPaths(store, name)
+        if not store.exists(paths.spec):
+            continue
+        status = paths.read_status()
+        state = status.get("state")
+        when = status.get("ended") or status.get("updated") or paths.read_spec().get("created") or 0
+        if state not in J.JobState.TERMINAL or when > cutoff:
+            kept += 1
+            continue
+        print(
+            f"{'would remove' if args.dry_run else 'removing'} {name} ({state}, ended {_when(when)})"
+        )
+        if not args.dry_run:
+            store.remove(paths.folder)
+            try:
+                os.remove(os.path.join(J.cache_dir(), "keys", name))
+            except OSError:
+                pass
+        removed += 1
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {removed} job(s); kept {kept} (running, or ended more recently)")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(_settings(args).describe())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remote-runtime", description="Inspect and manage remote-runtime jobs."
+    )
+    parser.add_argument("--root", help="the job root URI (default: the s3_root_uri setting)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    jobs = sub.add_parser("jobs", help="list, show, follow, cancel jobs and get their results")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True)
+    p = jsub.add_parser("list", help="list jobs, oldest first")
+    p.add_argument("--prefix", help="only jobs whose name starts with this")
+    p.add_argument("--status", choices=["Pending", "InProgress", "Completed", "Failed", "Stopped"])
+    p.set_defaults(func=cmd_list)
+    for name, func, text in (
+        ("show", cmd_show, "a job's spec, status and bundles (parts, codecs, sizes)"),
+        ("cancel", cmd_cancel, "stop a job"),
+        ("result", cmd_result, "print a job's return value (or its exception)"),
+    ):
+        p = jsub.add_parser(name, help=text)
+        p.add_argument("name")
+        p.set_defaults(func=func)
+    p = jsub.add_parser("logs", help="print a job's logs")
+    p.add_argument("name")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser(
+        "gc", help="remove ended jobs older than a duration (the root is not long-term storage)"
+    )
+    p.add_argument("--older-than", type=parse_duration, required=True, help="e.g. 7d, 12h, 30m")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    p.set_defaults(func=cmd_gc)
+    p = sub.add_parser("config", help="the effective settings and where each came from")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, LookupError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
