@@ -120,15 +120,15 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     from .errors import RuntimeEnvironmentError
 
     attempt = paths.read_status().get("attempt", 1)
-    paths.write_status(
-        J.JobState.IN_PROGRESS,
-        pid=os.getpid(),
-        host=os.uname().nodename,
-        stage="preparing",
-        python=platform.python_version(),
-        attempt=attempt,
-        worker=worker,
-    )
+    where = {
+        "pid": os.getpid(),
+        "host": os.uname().nodename,
+        "python": platform.python_version(),
+        "attempt": attempt,
+        "worker": worker,
+    }
+    if not worker:  # a warm worker prepares in no time: it reports once, when the function starts
+        paths.write_status(J.JobState.IN_PROGRESS, stage="preparing", **where)
     try:
         spec = paths.read_spec()
         execution = spec["execution"]
@@ -214,7 +214,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
         )
 
     try:
-        return _run_function(paths, key, execution, workdir)
+        return _run_function(paths, key, execution, workdir, where)
     finally:
         if workdir is not None:
             _cleanup_workdir(workdir)
@@ -267,7 +267,11 @@ def _cleanup_workdir(workdir: str) -> None:
 
 
 def _run_function(
-    paths: J.JobPaths, key: bytes | None, execution: dict[str, Any], workdir: str
+    paths: J.JobPaths,
+    key: bytes | None,
+    execution: dict[str, Any],
+    workdir: str,
+    where: dict[str, Any],
 ) -> int:
     import remote_codecs as rc
 
@@ -293,7 +297,9 @@ def _run_function(
         )
 
     watchdog = _start_watchdog(paths, execution.get("max_runtime_in_seconds"))
-    paths.write_status(J.JobState.IN_PROGRESS, stage="running", function_started=time.time())
+    paths.write_status(
+        J.JobState.IN_PROGRESS, stage="running", function_started=time.time(), **where
+    )
     try:
         value = function(*args, **kwargs)
     except BaseException as exc:

@@ -179,8 +179,6 @@ def parse_duration(text: str) -> float:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    import os
-
     settings = _settings(args)
     store = store_for(settings)
     cutoff = time.time() - args.older_than
@@ -202,10 +200,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
         )
         if not args.dry_run:
             store.remove(paths.folder)
-            try:
-                os.remove(os.path.join(J.cache_dir(), "keys", name))
-            except OSError:
-                pass
         removed += 1
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {removed} job(s); kept {kept} (running, or ended more recently)")

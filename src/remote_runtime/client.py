@@ -41,26 +41,48 @@ def store_for(settings: Settings) -> Store:
 
 
 # -- keys: kept by the client, never written to the store ------------------------------------
+#
+# Each job's key is HMAC-SHA256(client key, job name): distinct per job (a job learns
+# only its own key), and re-derivable on this machine for re-attaching, so no per-job
+# secret is ever stored. The client key lives in this machine's cache, readable only by
+# its owner.
 
 
-def _key_path(name: str) -> str:
-    return os.path.join(J.cache_dir(), "keys", name)
-
-
-def remember_key(name: str, key: bytes) -> None:
-    path = _key_path(name)
+def _client_key() -> bytes:
+    path = os.path.join(J.cache_dir(), "client.key")
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+        if len(key) == 32:
+            return key
+    except FileNotFoundError:
+        pass
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex())
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_bytes(32))
+    try:
+        os.link(tmp, path)  # first writer wins; everyone then reads the same key
+    except FileExistsError:
+        pass
+    finally:
+        os.remove(tmp)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def job_key(name: str) -> bytes:
+    """The key of job ``name`` submitted from this machine."""
+    import hashlib
+    import hmac
+
+    return hmac.new(_client_key(), name.encode(), hashlib.sha256).digest()
 
 
 def recall_key(name: str) -> bytes | None:
-    try:
-        with open(_key_path(name)) as f:
-            return bytes.fromhex(f.read().strip())
-    except (OSError, ValueError):
-        return None
+    """The key of a job if this machine submitted it (else None: its signature cannot be checked)."""
+    return job_key(name) if os.path.exists(os.path.join(J.cache_dir(), "client.key")) else None
 
 
 # -- submitting ------------------------------------------------------------------------------
@@ -98,7 +120,7 @@ def prepare_job(
     qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
     name = J.make_job_name(settings.job_name_prefix, fallback=getattr(fn, "__name__", "job"))
     paths = J.JobPaths(store, name)
-    key = secrets.token_bytes(32)
+    key = job_key(name)
     so = store.storage_options or None
     try:
         try:
@@ -155,7 +177,6 @@ def prepare_job(
     except BaseException:
         store.remove(paths.folder)
         raise
-    remember_key(name, key)
     return paths, key
 
 

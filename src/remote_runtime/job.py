@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -176,16 +177,23 @@ def job_spec(
 
 
 def _library_versions() -> dict[str, str]:
+    loaded = tuple(
+        dist for dist, module in _LIBRARIES.items() if module is None or module in sys.modules
+    )
+    return dict(_versions_of(loaded))
+
+
+@functools.lru_cache(maxsize=16)
+def _versions_of(dists: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
-    for dist, module in _LIBRARIES.items():
-        if module is None or module in sys.modules:
-            try:
-                out[dist] = version(dist)
-            except PackageNotFoundError:
-                pass
-    return out
+    out = []
+    for dist in dists:
+        try:
+            out.append((dist, version(dist)))
+        except PackageNotFoundError:
+            pass
+    return tuple(out)
 
 
 # Distributions whose versions job.json records (those already imported by the client).

@@ -10,6 +10,7 @@ A config file holds the settings as top-level snake_case keys, or in SageMaker's
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -107,6 +108,10 @@ class Settings:
 
     def recorded(self) -> dict[str, Any]:
         """The settings as JSON for job.json (never a secret: storage options are left out)."""
+        return dict(self._recorded)
+
+    @functools.cached_property
+    def _recorded(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name in ("sources", "storage_options", "sagemaker_session"):

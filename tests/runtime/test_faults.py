@@ -228,12 +228,6 @@ def test_interrupting_the_caller_leaves_the_job_running(tmp_path, job_root):
     ):
         time.sleep(0.1)
     assert json.loads(status_path.read_text())["state"] == "Completed"
-    assert (
-        rc.load(
-            job / "results",
-            key=bytes.fromhex(
-                (tmp_path / "cache" / "remote-runtime" / "keys" / job.name).read_text()
-            ),
-        )
-        == "done"
-    )
+    from remote_runtime.client import recall_key
+
+    assert rc.load(job / "results", key=recall_key(job.name)) == "done"

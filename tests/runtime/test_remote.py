@@ -190,13 +190,16 @@ def test_logs_are_saved_and_streamed(job_root, capfd):
 def test_job_json_holds_no_key(job_root, tmp_path):
     remote(divide)(1, 1)
     (job,) = job_root.iterdir()
-    key_file = tmp_path / "cache" / "remote-runtime" / "keys" / job.name
-    key = key_file.read_text().strip()
-    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    from remote_runtime.client import recall_key
+
+    key = recall_key(job.name)
+    client_key = tmp_path / "cache" / "remote-runtime" / "client.key"
+    assert oct(client_key.stat().st_mode & 0o777) == "0o600"
     for path in job.rglob("*"):
         if path.is_file():
-            assert key.encode() not in path.read_bytes()
-            assert bytes.fromhex(key) not in path.read_bytes()
+            data = path.read_bytes()
+            assert key not in data and key.hex().encode() not in data
+            assert client_key.read_bytes() not in data
 
 
 def test_package_exports():

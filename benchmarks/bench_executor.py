@@ -1,0 +1,99 @@
+"""Warm job round trip: RemoteExecutor (warm workers) vs ProcessPoolExecutor vs a Ray task;
+throughput of 1,000 trivial jobs with max_parallel_jobs=2.
+
+Target (issue 5): warm p50 within 2x of ProcessPoolExecutor, while every job stays
+durable in its folder. Ray is measured when it is installed (make test installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+from harness import Case
+
+N = int(os.environ.get("BENCH_EXECUTOR_CALLS", 200))
+THROUGHPUT_JOBS = int(os.environ.get("BENCH_EXECUTOR_JOBS", 1000))
+
+CASES = [
+    Case("process_pool_p50", "warm round trip", repeat=1),
+    Case("remote_executor_warm_p50", "warm round trip", baseline="process_pool_p50", repeat=1),
+    Case("ray_task_p50", "warm round trip", repeat=1),
+    Case("remote_executor_vs_ray_p50", "warm round trip", baseline="ray_task_p50", repeat=1),
+    Case("process_pool_1000_jobs", "throughput", repeat=1),
+    Case("remote_executor_1000_jobs", "throughput", baseline="process_pool_1000_jobs", repeat=1),
+]
+
+
+def trivial(x=0):
+    return x
+
+
+def _p50(call) -> float:
+    for _ in range(5):
+        call()
+    times = []
+    for _ in range(N):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _env(workdir):
+    os.environ["REMOTE_RUNTIME_S3_ROOT_URI"] = os.path.join(workdir, "jobs")
+    os.environ["XDG_CACHE_HOME"] = os.path.join(workdir, "cache")
+
+
+def process_pool_p50(workdir, timer):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1) as ex:
+        timer.start()
+        return _p50(lambda: ex.submit(trivial).result())
+
+
+def remote_executor_warm_p50(workdir, timer):
+    _env(workdir)
+    from remote_runtime import RemoteExecutor
+
+    with RemoteExecutor(max_parallel_jobs=1, keep_alive_period_in_seconds=60, stream_logs=False) as ex:
+        timer.start()
+        return _p50(lambda: ex.submit(trivial).result())
+
+
+remote_executor_vs_ray_p50 = remote_executor_warm_p50
+
+
+def ray_task_p50(workdir, timer):
+    try:
+        import ray
+    except ImportError:
+        return float("nan")
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    remote_trivial = ray.remote(trivial)
+    timer.start()
+    try:
+        return _p50(lambda: ray.get(remote_trivial.remote()))
+    finally:
+        ray.shutdown()
+
+
+def process_pool_1000_jobs(workdir, timer):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as ex:
+        list(ex.map(trivial, range(10)))
+        timer.start()
+        list(ex.map(trivial, range(THROUGHPUT_JOBS)))
+
+
+def remote_executor_1000_jobs(workdir, timer):
+    _env(workdir)
+    from remote_runtime import RemoteExecutor
+
+    with RemoteExecutor(max_parallel_jobs=2, keep_alive_period_in_seconds=60, stream_logs=False) as ex:
+        list(ex.map(trivial, range(10)))
+        timer.start()
+        list(ex.map(trivial, range(THROUGHPUT_JOBS)))
