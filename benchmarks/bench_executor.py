@@ -58,7 +58,9 @@ def remote_executor_warm_p50(workdir, timer):
     _env(workdir)
     from remote_runtime import RemoteExecutor
 
-    with RemoteExecutor(max_parallel_jobs=1, keep_alive_period_in_seconds=60, stream_logs=False) as ex:
+    with RemoteExecutor(
+        max_parallel_jobs=1, keep_alive_period_in_seconds=60, stream_logs=False
+    ) as ex:
         timer.start()
         return _p50(lambda: ex.submit(trivial).result())
 
@@ -93,7 +95,9 @@ def remote_executor_1000_jobs(workdir, timer):
     _env(workdir)
     from remote_runtime import RemoteExecutor
 
-    with RemoteExecutor(max_parallel_jobs=2, keep_alive_period_in_seconds=60, stream_logs=False) as ex:
+    with RemoteExecutor(
+        max_parallel_jobs=2, keep_alive_period_in_seconds=60, stream_logs=False
+    ) as ex:
         list(ex.map(trivial, range(10)))
         timer.start()
         list(ex.map(trivial, range(THROUGHPUT_JOBS)))

@@ -305,6 +305,8 @@ def _run_function(
     except BaseException as exc:
         if watchdog is not None:
             watchdog.cancel()
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
+            exc = exc.with_traceback(exc.__traceback__.tb_next)  # start at the user's frame
         return _write_exception(paths, key, exc)
     if watchdog is not None:
         watchdog.cancel()
