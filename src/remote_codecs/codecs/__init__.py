@@ -13,6 +13,22 @@ BUILTIN_CODECS: list[tuple[str, str, tuple[str, ...]]] = [
     ("numpy.ndarray/npy", "remote_codecs.codecs.numpy:NDArrayCodec", ("numpy.ndarray",)),
     ("numpy.generic/raw", "remote_codecs.codecs.numpy:ScalarCodec", ("numpy.generic",)),
     ("numpy.dtype/descr", "remote_codecs.codecs.numpy:DTypeCodec", ("numpy.dtype",)),
+    # pandas 3 names its public classes "pandas.X"; pandas 2 "pandas.core.<module>.X"
+    (
+        "pandas.DataFrame/arrow",
+        "remote_codecs.codecs.pandas:DataFrameCodec",
+        ("pandas.DataFrame", "pandas.core.frame.DataFrame"),
+    ),
+    (
+        "pandas.Series/arrow",
+        "remote_codecs.codecs.pandas:SeriesCodec",
+        ("pandas.Series", "pandas.core.series.Series"),
+    ),
+    (
+        "pandas.Index/arrow",
+        "remote_codecs.codecs.pandas:IndexCodec",
+        ("pandas.Index", "pandas.core.indexes.base.Index"),
+    ),
 ]
 
 _CONNECTION = (
