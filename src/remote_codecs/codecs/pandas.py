@@ -147,10 +147,9 @@ class _Encoder:
             or pa.types.is_binary(array.type)
             or pa.types.is_null(array.type)
         ):
-            return self._pickle(
-                values, label
-            )  # lists, dicts, dates ... would not come back as they were
-        spec = {"k": "obj", "f": self._field(array, aligned)}
+            # lists, dicts, dates ... would not come back as they were
+            return self._pickle(values, label)
+        spec: dict[str, Any] = {"k": "obj", "f": self._field(array, aligned)}
         if kinds:
             spec["null"] = kinds.pop()
         return spec
