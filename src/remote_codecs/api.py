@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .bundle import BundleReader, BundleWriter, Key, Manifest, parse_manifest
@@ -69,20 +69,40 @@ def dumps(obj: Any, *, key: Key | None = None, registry: Registry | None = None)
     return sink.getvalue()
 
 
+def _options(
+    map_location: Any, trusted: Any, allow_version_mismatch: bool, extra: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    options = dict(extra or {})
+    if map_location is not None:
+        options["map_location"] = map_location
+    if trusted is not None:
+        options["trusted"] = list(trusted)
+    if allow_version_mismatch:
+        options["allow_version_mismatch"] = True
+    return options
+
+
 def loads(
     data: bytes | bytearray | memoryview,
     *,
     key: Key | None = None,
     allow_pickle: bool = True,
+    map_location: Any = None,
+    trusted: Iterable[str] | None = None,
+    allow_version_mismatch: bool = False,
     registry: Registry | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Decode a bundle made by :func:`dumps`. With ``key``, the signature must match.
 
     ``allow_pickle=False`` never unpickles anything: a bundle that needs pickle is refused.
-    ``options`` are handed to codecs (e.g. ``{"map_location": "cpu"}`` for torch).
+    ``map_location`` places torch tensors (default: the CPU); ``trusted`` names extra
+    types scikit-learn estimators may contain (skops); ``allow_version_mismatch`` loads an
+    estimator written by another scikit-learn version, with a warning, instead of
+    refusing it. ``options`` are handed to third-party codecs as they are.
     """
-    return _decode(ZipSource(data), key, allow_pickle, registry, options)
+    opts = _options(map_location, trusted, allow_version_mismatch, options)
+    return _decode(ZipSource(data), key, allow_pickle, registry, opts)
 
 
 def _fs(
@@ -115,12 +135,17 @@ def load(
     key: Key | None = None,
     allow_pickle: bool = True,
     storage_options: Mapping[str, Any] | None = None,
+    map_location: Any = None,
+    trusted: Iterable[str] | None = None,
+    allow_version_mismatch: bool = False,
     registry: Registry | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Read the bundle folder at ``uri``, verifying every part (and the signature, with ``key``)."""
+    """Read the bundle folder at ``uri``, verifying every part (and the signature, with
+    ``key``). The other arguments are those of :func:`loads`."""
     fs, path, text = _fs(uri, storage_options)
-    return _decode(FolderSource(fs, path, text), key, allow_pickle, registry, options)
+    opts = _options(map_location, trusted, allow_version_mismatch, options)
+    return _decode(FolderSource(fs, path, text), key, allow_pickle, registry, opts)
 
 
 def inspect(

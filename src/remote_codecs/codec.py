@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO, ClassVar, Protocol
 
 __all__ = ["Buffer", "Codec", "PartReader", "PartWriter"]
@@ -30,6 +30,10 @@ class PartReader(Protocol):
     @property
     def allow_pickle(self) -> bool:
         """Whether the loader allows unpickling."""
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The loader's options for codecs (``map_location``, ``trusted`` ...)."""
 
     def size(self, suffix: str) -> int:
         """The size in bytes of a file, as recorded in the (verified) manifest."""

@@ -12,7 +12,7 @@ import base64
 import io
 import math
 import pickle
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -77,6 +77,17 @@ class _JsonEncoder:
                     return {k: enc(v, stack) for k, v in obj.items()}
                 return {"$dict": [[enc(k, stack), enc(v, stack)] for k, v in obj.items()]}
             return {("$set" if tp is set else "$frozenset"): [enc(v, stack) for v in obj]}
+        if tp is OrderedDict:
+            extra = vars(obj) if hasattr(obj, "__dict__") else {}
+            if set(extra) - {"_metadata"} or id(obj) in stack:
+                raise _NeedsPickle
+            stack = (*stack, id(obj))
+            record: dict[str, Any] = {
+                "items": [[self.encode(k, stack), self.encode(v, stack)] for k, v in obj.items()]
+            }
+            if "_metadata" in extra:  # torch state dicts carry their modules' versions here
+                record["metadata"] = self.encode(extra["_metadata"], stack)
+            return {"$odict": record}
         if tp is complex:
             return {"$complex": [self.encode(obj.real), self.encode(obj.imag)]}
         if (tp is bytes or tp is bytearray) and len(obj) <= INLINE_LIMIT:
@@ -258,6 +269,13 @@ def _decode_tag(tag: str, value: Any, reader: BundleReader) -> Any:
         return frozenset(_decode_json(v, reader) for v in value)
     if tag == "$float":
         return float(value)
+    if tag == "$odict":
+        out: OrderedDict[Any, Any] = OrderedDict(
+            (_decode_json(k, reader), _decode_json(v, reader)) for k, v in value["items"]
+        )
+        if "metadata" in value:
+            out._metadata = _decode_json(value["metadata"], reader)  # type: ignore[attr-defined]
+        return out
     if tag == "$complex":
         return complex(_decode_json(value[0], reader), _decode_json(value[1], reader))
     if tag == "$bytes":

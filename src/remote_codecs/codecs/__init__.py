@@ -13,6 +13,19 @@ BUILTIN_CODECS: list[tuple[str, str, tuple[str, ...]]] = [
     ("numpy.ndarray/npy", "remote_codecs.codecs.numpy:NDArrayCodec", ("numpy.ndarray",)),
     ("numpy.generic/raw", "remote_codecs.codecs.numpy:ScalarCodec", ("numpy.generic",)),
     ("numpy.dtype/descr", "remote_codecs.codecs.numpy:DTypeCodec", ("numpy.dtype",)),
+    ("pyarrow.Table/ipc", "remote_codecs.codecs.arrow:TableCodec", ("pyarrow.lib.Table",)),
+    (
+        "pyarrow.RecordBatch/ipc",
+        "remote_codecs.codecs.arrow:RecordBatchCodec",
+        ("pyarrow.lib.RecordBatch",),
+    ),
+    ("pyarrow.Array/ipc", "remote_codecs.codecs.arrow:ArrayCodec", ("pyarrow.lib.Array",)),
+    (
+        "pyarrow.ChunkedArray/ipc",
+        "remote_codecs.codecs.arrow:ChunkedArrayCodec",
+        ("pyarrow.lib.ChunkedArray",),
+    ),
+    ("torch.Tensor/raw", "remote_codecs.codecs.torch:TensorCodec", ("torch.Tensor",)),
     # pandas 3 names its public classes "pandas.X"; pandas 2 "pandas.core.<module>.X"
     (
         "pandas.DataFrame/arrow",
