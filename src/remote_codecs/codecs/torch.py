@@ -26,7 +26,7 @@ from ..errors import DeserializationError
 def _byte_view(t: torch.Tensor) -> memoryview:
     if t.numel() == 0:
         return memoryview(b"")
-    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
 
 
 def _dtype(name: str) -> torch.dtype:
