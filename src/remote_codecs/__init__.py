@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 from .api import default_registry, dumps, inspect, load, loads, register, reject, save
 from .bundle import FORMAT_VERSION, Manifest, PartInfo
-from .codec import Codec, PartReader, PartWriter
+from .codec import Codec, PartReader, PartWriter, Prefixed
 from .errors import CodecError, DeserializationError, IntegrityError, SerializationError
 from .registry import Registry, Rejection, type_name
 
@@ -29,6 +29,7 @@ __all__ = [
     "PartInfo",
     "PartReader",
     "PartWriter",
+    "Prefixed",
     "Registry",
     "Rejection",
     "SerializationError",

@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterable, Mapping
 from typing import Any, BinaryIO, ClassVar, Protocol
 
-__all__ = ["Buffer", "Codec", "PartReader", "PartWriter"]
+__all__ = ["Buffer", "Codec", "PartReader", "PartWriter", "Prefixed"]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -79,3 +79,22 @@ class Codec(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id!r} v{self.version}>"
+
+
+class Prefixed:
+    """A part writer or reader whose file suffixes get ``prefix`` in front: lets a codec
+    run another codec inside its own part (``NDArrayCodec().encode(a, Prefixed(w, ".x"))``
+    writes ``<id>.x.npy``)."""
+
+    _NAMED = frozenset({"write", "open", "pickle", "size", "read", "read_into", "unpickle"})
+
+    def __init__(self, target: PartWriter | PartReader, prefix: str) -> None:
+        self._target = target
+        self._prefix = prefix
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name in self._NAMED:
+            prefix = self._prefix
+            return lambda suffix, *args, **kwargs: attr(prefix + suffix, *args, **kwargs)
+        return attr

@@ -26,6 +26,33 @@ BUILTIN_CODECS: list[tuple[str, str, tuple[str, ...]]] = [
         ("pyarrow.lib.ChunkedArray",),
     ),
     ("torch.Tensor/raw", "remote_codecs.codecs.torch:TensorCodec", ("torch.Tensor",)),
+    ("xgboost.Booster/ubj", "remote_codecs.codecs.xgboost:BoosterCodec", ("xgboost.core.Booster",)),
+    (
+        "xgboost.XGBModel/ubj",
+        "remote_codecs.codecs.xgboost:SklearnModelCodec",
+        ("xgboost.sklearn.XGBModel",),
+    ),
+    (
+        "sklearn.BaseEstimator/skops",
+        "remote_codecs.codecs.sklearn:EstimatorCodec",
+        ("sklearn.base.BaseEstimator",),
+    ),
+    ("scipy.sparse/npy", "remote_codecs.codecs.scipy:SparseCodec", ("scipy.sparse._base._spbase",)),
+    (
+        "tensorflow.Tensor/npy",
+        "remote_codecs.codecs.tensorflow:TensorCodec",
+        ("tensorflow.python.framework.ops._EagerTensorBase",),
+    ),
+    (
+        "tensorflow.Variable/npy",
+        "remote_codecs.codecs.tensorflow:VariableCodec",
+        ("tensorflow.python.ops.variables.Variable",),
+    ),
+    (
+        "keras.Model/keras",
+        "remote_codecs.codecs.keras:ModelCodec",
+        ("keras.src.models.model.Model",),
+    ),
     # pandas 3 names its public classes "pandas.X"; pandas 2 "pandas.core.<module>.X"
     (
         "pandas.DataFrame/arrow",
@@ -95,6 +122,25 @@ BUILTIN_REJECTIONS: list[tuple[str, str]] = [
         "concurrent.futures._base.Executor",
         "An executor cannot travel: create it inside the function.",
     ),
+    (
+        "dask.base.DaskMethodsMixin",
+        "A dask collection (DataFrame, Array, Bag, Delayed) cannot travel: pass the data's path "
+        "and read it inside the function, and return compute()d summaries rather than collections.",
+    ),
+    (
+        "tensorflow.python.data.ops.dataset_ops.DatasetV2",
+        "A tf.data.Dataset cannot travel: pass the path of its data and build the dataset inside the function.",
+    ),
+    ("psycopg2.extensions.connection", _CONNECTION),
+    ("psycopg.Connection", _CONNECTION),
+    ("pymysql.connections.Connection", _CONNECTION),
+    ("sqlalchemy.engine.base.Engine", _CONNECTION),
+    ("sqlalchemy.engine.base.Connection", _CONNECTION),
+    ("sqlalchemy.orm.session.Session", _CONNECTION),
+    ("redis.client.Redis", _CONNECTION),
+    ("pymongo.mongo_client.MongoClient", _CONNECTION),
+    ("requests.sessions.Session", _CONNECTION),
+    ("http.client.HTTPConnection", _CONNECTION),
     (
         "xgboost.core.DMatrix",
         "An xgboost DMatrix cannot travel: pass the DataFrame or array (and labels) instead, "

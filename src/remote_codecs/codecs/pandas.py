@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.ipc
 
-from ..codec import Codec, PartReader, PartWriter
+from ..codec import Codec, PartReader, PartWriter, Prefixed
 
 _NULL_KINDS = {"none": None, "nan": float("nan"), "na": pd.NA, "nat": pd.NaT}
 
@@ -121,8 +121,7 @@ class _Encoder:
 
         self.files += 1
         suffix = f".{self.files}"
-        sub = _SubWriter(self.writer, suffix)
-        meta = NDArrayCodec().encode(np.ascontiguousarray(values), sub)
+        meta = NDArrayCodec().encode(np.ascontiguousarray(values), Prefixed(self.writer, suffix))  # type: ignore[arg-type]
         return {"k": "npy", "suffix": suffix + ".npy", "meta": meta}
 
     def _object(self, values: np.ndarray, aligned: bool, label: Any) -> dict[str, Any]:
@@ -248,51 +247,12 @@ class _Encoder:
         return meta
 
 
-class _SubWriter:
-    """A PartWriter view that prefixes suffixes (so a nested codec writes ``.<n>.npy``)."""
-
-    def __init__(self, writer: PartWriter, prefix: str) -> None:
-        self._writer = writer
-        self._prefix = prefix
-
-    def write(self, suffix: str, data: Any) -> None:
-        self._writer.write(self._prefix + suffix, data)
-
-    def open(self, suffix: str) -> Any:
-        return self._writer.open(self._prefix + suffix)
-
-    def pickle(self, suffix: str, obj: Any) -> None:
-        self._writer.pickle(self._prefix + suffix, obj)
-
-
 def _write_ipc(writer: PartWriter, suffix: str, batch: pa.RecordBatch) -> None:
     with writer.open(suffix) as f, pa.ipc.new_file(f, batch.schema) as ipc:
         ipc.write_batch(batch)
 
 
 # -- decoding ------------------------------------------------------------------------------------
-
-
-class _SubReader:
-    def __init__(self, reader: PartReader, prefix: str) -> None:
-        self._reader = reader
-        self._prefix = prefix
-
-    @property
-    def allow_pickle(self) -> bool:
-        return self._reader.allow_pickle
-
-    def size(self, suffix: str) -> int:
-        return self._reader.size(self._prefix + suffix)
-
-    def read(self, suffix: str) -> bytes:
-        return self._reader.read(self._prefix + suffix)
-
-    def read_into(self, suffix: str, buffers: Any) -> None:
-        self._reader.read_into(self._prefix + suffix, buffers)
-
-    def unpickle(self, suffix: str) -> Any:
-        return self._reader.unpickle(self._prefix + suffix)
 
 
 def _read_ipc(reader: PartReader, suffix: str) -> pa.Table:
@@ -359,7 +319,7 @@ class _Decoder:
             from .numpy import NDArrayCodec
 
             prefix = spec["suffix"][: -len(".npy")]
-            return NDArrayCodec().decode(_SubReader(self.reader, prefix), spec["meta"], 1)  # type: ignore[arg-type]
+            return NDArrayCodec().decode(Prefixed(self.reader, prefix), spec["meta"], 1)  # type: ignore[arg-type]
         if kind == "pickle":
             return self.objects[spec["obj"]]
         raise ValueError(f"unknown column kind {kind!r}")
