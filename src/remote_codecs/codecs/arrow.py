@@ -23,9 +23,11 @@ def write_ipc(writer: PartWriter, suffix: str, table: pa.Table | pa.RecordBatch)
 
 
 def read_ipc(reader: PartReader, suffix: str) -> pa.Table:
-    buf = bytearray(reader.size(suffix))
+    buf = pa.allocate_buffer(
+        reader.size(suffix)
+    )  # not zero-filled: the read touches each page once
     reader.read_into(suffix, [memoryview(buf)])
-    return pa.ipc.open_file(pa.BufferReader(pa.py_buffer(buf))).read_all()
+    return pa.ipc.open_file(pa.BufferReader(buf)).read_all()
 
 
 class TableCodec(Codec):

@@ -255,17 +255,21 @@ def _write_ipc(writer: PartWriter, suffix: str, batch: pa.RecordBatch) -> None:
 # -- decoding ------------------------------------------------------------------------------------
 
 
-def _read_ipc(reader: PartReader, suffix: str) -> pa.Table:
-    buf = bytearray(reader.size(suffix))
+def _read_ipc(reader: PartReader, suffix: str) -> tuple[pa.Table, pa.Buffer]:
+    buf = pa.allocate_buffer(
+        reader.size(suffix)
+    )  # not zero-filled: pages are touched once, by the read
     reader.read_into(suffix, [memoryview(buf)])
-    return pa.ipc.open_file(pa.BufferReader(pa.py_buffer(buf))).read_all()
+    return pa.ipc.open_file(pa.BufferReader(buf)).read_all(), buf
 
 
 class _Decoder:
     def __init__(self, reader: PartReader, meta: dict[str, Any]) -> None:
         self.reader = reader
-        self.rows = _read_ipc(reader, ".arrow") if meta.get("has_rows") else None
-        self.aux = _read_ipc(reader, ".aux.arrow") if meta.get("has_aux") else None
+        self.rows, self.memory = (
+            _read_ipc(reader, ".arrow") if meta.get("has_rows") else (None, None)
+        )
+        self.aux = _read_ipc(reader, ".aux.arrow")[0] if meta.get("has_aux") else None
         self.objects: list[Any] = reader.unpickle(".objs.pkl") if meta.get("has_objects") else []
 
     def plain(self, value: Any) -> Any:
@@ -294,7 +298,7 @@ class _Decoder:
     def array(self, spec: dict[str, Any]) -> Any:
         kind = spec["k"]
         if kind == "np":
-            return _numpy_view(self._arrow(spec["f"]), np.dtype(spec["dtype"]))
+            return _numpy_view(self._arrow(spec["f"]), np.dtype(spec["dtype"]), self.memory)
         if kind == "obj":
             out = self._arrow(spec["f"]).to_numpy(zero_copy_only=False)
             out = np.asarray(out, dtype=object)
@@ -346,16 +350,23 @@ class _Decoder:
         return index
 
 
-def _numpy_view(array: pa.Array, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
-    """A writable numpy view of a null-free fixed-width Arrow array (no copy)."""
+def _numpy_view(
+    array: pa.Array, dtype: np.dtype[Any], memory: pa.Buffer | None
+) -> np.ndarray[Any, Any]:
+    """A writable numpy view of a null-free fixed-width Arrow array read from ``memory``
+    (the part's buffer): no copy. Anything else is converted (a copy)."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
-    if array.null_count == 0 and dtype.kind != "b":
+    if array.null_count == 0 and dtype.kind != "b" and memory is not None:
         data = array.buffers()[1]
-        if data is not None and data.is_mutable:
-            return np.frombuffer(
-                data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
-            )
+        base = memory.address
+        if (
+            data is not None
+            and base <= data.address
+            and data.address + data.size <= base + memory.size
+        ):
+            offset = data.address - base + array.offset * dtype.itemsize
+            return np.frombuffer(memory, dtype=dtype, count=len(array), offset=offset)
     return np.array(array.to_numpy(zero_copy_only=False), dtype=dtype)
 
 

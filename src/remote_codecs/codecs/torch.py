@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..codec import Codec, PartReader, PartWriter
@@ -68,8 +69,16 @@ class TensorCodec(Codec):
         }
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        t = torch.empty(meta["shape"], dtype=_dtype(meta["dtype"]))
-        reader.read_into(".bin", [_byte_view(t)])
+        dtype = _dtype(meta["dtype"])
+        # numpy's allocator asks for huge pages on large buffers: reading into it is ~3x
+        # faster than into torch.empty's memory; the tensor then shares that memory.
+        raw = np.empty(reader.size(".bin"), dtype=np.uint8)
+        reader.read_into(".bin", [memoryview(raw)])
+        t = (
+            torch.from_numpy(raw).view(dtype).reshape(meta["shape"])
+            if raw.size
+            else torch.empty(meta["shape"], dtype=dtype)
+        )
         target = reader.options.get("map_location")
         if target is not None:
             t = _move(t, target, meta["device"])
