@@ -266,9 +266,10 @@ def _read_ipc(reader: PartReader, suffix: str) -> tuple[pa.Table, pa.Buffer]:
 class _Decoder:
     def __init__(self, reader: PartReader, meta: dict[str, Any]) -> None:
         self.reader = reader
-        self.rows, self.memory = (
-            _read_ipc(reader, ".arrow") if meta.get("has_rows") else (None, None)
-        )
+        self.rows: pa.Table | None = None
+        self.memory: pa.Buffer | None = None
+        if meta.get("has_rows"):
+            self.rows, self.memory = _read_ipc(reader, ".arrow")
         self.aux = _read_ipc(reader, ".aux.arrow")[0] if meta.get("has_aux") else None
         self.objects: list[Any] = reader.unpickle(".objs.pkl") if meta.get("has_objects") else []
 

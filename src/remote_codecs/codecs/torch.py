@@ -73,7 +73,7 @@ class TensorCodec(Codec):
         # numpy's allocator asks for huge pages on large buffers: reading into it is ~3x
         # faster than into torch.empty's memory; the tensor then shares that memory.
         raw = np.empty(reader.size(".bin"), dtype=np.uint8)
-        reader.read_into(".bin", [memoryview(raw)])
+        reader.read_into(".bin", [memoryview(raw)])  # type: ignore[arg-type]
         t = (
             torch.from_numpy(raw).view(dtype).reshape(meta["shape"])
             if raw.size
