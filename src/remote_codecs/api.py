@@ -56,10 +56,14 @@ def _decode(
     registry: Registry | None,
     options: Mapping[str, Any] | None,
 ) -> Any:
-    reader = BundleReader(
-        source, registry or default_registry(), key=key, allow_pickle=allow_pickle, options=options
-    )
-    return decode_skeleton(reader)
+    try:
+        reader = BundleReader(
+            source, registry or default_registry(), key=key, allow_pickle=allow_pickle, options=options
+        )
+        source.prefetch(reader.records())
+        return decode_skeleton(reader)
+    finally:
+        source.close()
 
 
 def dumps(obj: Any, *, key: Key | None = None, registry: Registry | None = None) -> bytes:

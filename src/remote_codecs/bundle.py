@@ -429,6 +429,14 @@ class BundleReader:
             self._decoded[part_id] = obj
             return obj
 
+    def records(self) -> list[FileRecord]:
+        """Every file the bundle's decoding will read (for prefetching)."""
+        out = [f for p in self._parts for f in p.files]
+        sk = self.manifest.raw["skeleton"]
+        if sk["kind"] == "pickle":
+            out.append(FileRecord(str(sk["file"]), int(sk["size"]), str(sk["digest"])))
+        return out
+
     def skeleton_bytes(self) -> bytes:
         sk = self.manifest.raw["skeleton"]
         record = FileRecord(str(sk["file"]), int(sk["size"]), str(sk["digest"]))

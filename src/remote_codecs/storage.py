@@ -156,6 +156,7 @@ class FolderSink(Sink):
         self.path = path.rstrip("/")
         self.local = _is_local(fs)
         self._written: list[str] = []
+        self._uploads: list[_Spool] = []
         self._prepare()
 
     def _join(self, name: str) -> str:
@@ -201,10 +202,22 @@ class FolderSink(Sink):
     def open(self, name: str) -> HashingWriter:
         path = self._join(name)
         self._written.append(path)
-        raw = open(path, "wb") if self.local else self.fs.open(path, "wb")  # noqa: SIM115
-        return HashingWriter(raw, name)
+        if self.local:
+            return HashingWriter(open(path, "wb"), name)  # noqa: SIM115
+        spool = _Spool(self.fs, path)
+        self._uploads.append(spool)
+        return HashingWriter(spool, name)  # type: ignore[arg-type]
+
+    def _wait_uploads(self) -> None:
+        for spool in self._uploads:
+            spool.wait()
 
     def abort(self) -> None:
+        for spool in self._uploads:
+            try:
+                spool.wait()
+            except Exception:
+                pass
         for path in self._written:
             try:
                 if self.local:
@@ -216,6 +229,7 @@ class FolderSink(Sink):
 
     def commit(self, manifest: bytes) -> None:
         final = self._join(MANIFEST)
+        self._wait_uploads()  # every part is stored before the manifest makes them a bundle
         if self.local:
             tmp = self._join(f".manifest.json.tmp-{uuid.uuid4().hex[:12]}")
             with open(tmp, "wb") as f:
@@ -223,6 +237,69 @@ class FolderSink(Sink):
             os.replace(tmp, final)
         else:
             self.fs.pipe_file(final, manifest)  # one PUT: atomic on object stores
+
+
+_upload_pool: ThreadPoolExecutor | None = None
+SPOOL_IN_MEMORY = 8 << 20
+
+
+def _uploads() -> ThreadPoolExecutor:
+    global _upload_pool
+    if _upload_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _pool_lock:
+            if _upload_pool is None:
+                _upload_pool = ThreadPoolExecutor(8, thread_name_prefix="remote-codecs-io")
+    return _upload_pool
+
+
+class _Spool(io.RawIOBase):
+    """A part file for an object store: kept in memory (or a temporary file past 8 MiB)
+    while the codec writes it, then uploaded in the background, so the parts of a bundle
+    upload concurrently; the manifest waits for all of them."""
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self._fs = fs
+        self._path = path
+        self._buffer: Any = io.BytesIO()
+        self._on_disk = False
+        self._future: Future[None] | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        n: int = self._buffer.write(data)
+        if not self._on_disk and self._buffer.tell() > SPOOL_IN_MEMORY:
+            import tempfile
+
+            disk = tempfile.NamedTemporaryFile(prefix="remote-codecs-", delete=False)  # noqa: SIM115
+            disk.write(self._buffer.getbuffer())
+            self._buffer = disk
+            self._on_disk = True
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        if self._on_disk:
+            self._buffer.close()
+            name = self._buffer.name
+            self._future = _uploads().submit(self._upload_file, name)
+        else:
+            self._future = _uploads().submit(self._fs.pipe_file, self._path, self._buffer.getvalue())
+
+    def _upload_file(self, name: str) -> None:
+        try:
+            self._fs.put_file(name, self._path)
+        finally:
+            os.remove(name)
+
+    def wait(self) -> None:
+        if self._future is not None:
+            self._future.result()
 
 
 class ZipSink(Sink):
@@ -263,6 +340,12 @@ class Source:
 
     def read_manifest(self) -> bytes:
         raise NotImplementedError
+
+    def prefetch(self, records: list[FileRecord]) -> None:
+        """Fetch these files ahead, concurrently (a no-op where reads are local)."""
+
+    def close(self) -> None:
+        """Release what ``prefetch`` kept."""
 
     def _open(self, name: str) -> BinaryIO:
         raise NotImplementedError
@@ -365,10 +448,33 @@ class FolderSource(Source):
                 "(the bundle was never written, or its writer did not finish)"
             ) from None
 
+    def prefetch(self, records: list[FileRecord]) -> None:
+        if self.local or not records:
+            return
+        import tempfile
+
+        self._fetched_dir: str | None = tempfile.mkdtemp(prefix="remote-codecs-")
+        remote = [f"{self.path}/{r.name}" for r in records]
+        local = [os.path.join(self._fetched_dir, r.name) for r in records]  # type: ignore[arg-type]
+        self.fs.get(remote, local)  # concurrent on object stores (s3fs, gcsfs ...)
+        self._fetched = {r.name: path for r, path in zip(records, local)}
+
+    def close(self) -> None:
+        folder = getattr(self, "_fetched_dir", None)
+        if folder:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            self._fetched_dir = None
+            self._fetched = {}
+
     def _open(self, name: str) -> BinaryIO:
         path = f"{self.path}/{name}"
         if self.local:
             return open(path, "rb", buffering=0)
+        fetched = getattr(self, "_fetched", {}).get(name)
+        if fetched is not None:
+            return open(fetched, "rb", buffering=0)
         f: BinaryIO = self.fs.open(path, "rb")
         return f
 

@@ -34,9 +34,12 @@ _KILL_GRACE = 10.0  # seconds past max_runtime before the client kills a job its
 
 
 def store_for(settings: Settings) -> Store:
+    """The job root of these settings (with SSE-KMS on every upload when ``s3_kms_key``)."""
     options = dict(settings.storage_options or {})
     if settings.s3_kms_key:
-        options["_s3_kms_key"] = settings.s3_kms_key
+        extra = dict(options.get("s3_additional_kwargs") or {})
+        extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=settings.s3_kms_key)
+        options["s3_additional_kwargs"] = extra
     return Store(root_uri(settings), options or None)
 
 
@@ -123,59 +126,63 @@ def prepare_job(
     key = job_key(name)
     so = store.storage_options or None
     try:
-        try:
-            rc.save(
-                {"args": list(args), "kwargs": kwargs},
-                paths.bundle("arguments"),
-                key=key,
-                storage_options=so,
+        with store.guard("writing the job's folder"):
+            try:
+                rc.save(
+                    {"args": list(args), "kwargs": kwargs},
+                    paths.bundle("arguments"),
+                    key=key,
+                    storage_options=so,
+                )
+            except rc.SerializationError as exc:
+                raise _rename(
+                    exc, {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"}
+                ) from None
+            try:
+                rc.save(fn, paths.bundle("function"), key=key, storage_options=so)
+            except rc.SerializationError as exc:
+                raise _rename(exc, {"value": "function"}) from None
+            execution: dict[str, Any] = {
+                "python": _python_version(),
+                "function": qualname,
+                "max_runtime_in_seconds": settings.max_runtime_in_seconds,
+                "pre_execution_commands": settings.pre_execution_commands,
+            }
+            if settings.include_local_workdir:
+                from .workdir import pack_workdir
+
+                data = pack_workdir(settings)
+                store.write_bytes(paths.workspace, data)
+                execution["workspace"] = J.digest(data)
+            if settings.dependencies is not None:
+                if settings.dependencies == "auto_capture":
+                    from .environment import auto_capture_requirements
+
+                    text = auto_capture_requirements()
+                else:
+                    with open(settings.dependencies) as f:
+                        text = f.read()
+                store.write_bytes(paths.requirements, text.encode())
+                execution["requirements"] = J.digest(text.encode())
+            if settings.pre_execution_script is not None:
+                with open(settings.pre_execution_script, "rb") as f:
+                    script = f.read()
+                store.write_bytes(paths.pre_execution_script, script)
+                execution["pre_execution_script"] = J.digest(script)
+            spec = J.job_spec(
+                name,
+                qualname,
+                settings.recorded(),
+                execution=execution,
+                execution_signature=J.sign_execution(key, execution),
             )
-        except rc.SerializationError as exc:
-            raise _rename(
-                exc, {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"}
-            ) from None
-        try:
-            rc.save(fn, paths.bundle("function"), key=key, storage_options=so)
-        except rc.SerializationError as exc:
-            raise _rename(exc, {"value": "function"}) from None
-        execution: dict[str, Any] = {
-            "python": _python_version(),
-            "function": qualname,
-            "max_runtime_in_seconds": settings.max_runtime_in_seconds,
-            "pre_execution_commands": settings.pre_execution_commands,
-        }
-        if settings.include_local_workdir:
-            from .workdir import pack_workdir
-
-            data = pack_workdir(settings)
-            store.write_bytes(paths.workspace, data)
-            execution["workspace"] = J.digest(data)
-        if settings.dependencies is not None:
-            if settings.dependencies == "auto_capture":
-                from .environment import auto_capture_requirements
-
-                text = auto_capture_requirements()
-            else:
-                with open(settings.dependencies) as f:
-                    text = f.read()
-            store.write_bytes(paths.requirements, text.encode())
-            execution["requirements"] = J.digest(text.encode())
-        if settings.pre_execution_script is not None:
-            with open(settings.pre_execution_script, "rb") as f:
-                script = f.read()
-            store.write_bytes(paths.pre_execution_script, script)
-            execution["pre_execution_script"] = J.digest(script)
-        spec = J.job_spec(
-            name,
-            qualname,
-            settings.recorded(),
-            execution=execution,
-            execution_signature=J.sign_execution(key, execution),
-        )
-        store.write_json(paths.spec, spec)
-        paths.write_status(J.JobState.PENDING, attempt=1)
+            store.write_json(paths.spec, spec)
+            paths.write_status(J.JobState.PENDING, attempt=1)
     except BaseException:
-        store.remove(paths.folder)
+        try:
+            store.remove(paths.folder)  # best effort: the store may be what failed
+        except Exception:
+            pass
         raise
     return paths, key
 
@@ -262,7 +269,8 @@ class Job:
         if streamer is not None:
             streamer.start()
         try:
-            return self._wait(timeout)
+            with self.paths.store.guard("waiting for the job"):
+                return self._wait(timeout)
         finally:
             if streamer is not None:
                 streamer.stop()
@@ -371,6 +379,10 @@ class Job:
 
     def outcome(self) -> Any:
         """The return value of an ended job; raises its exception or the reason it failed."""
+        with self.paths.store.guard("reading the job's outcome"):
+            return self._outcome()
+
+    def _outcome(self) -> Any:
         status = self.paths.read_status()
         state = status.get("state")
         so = self.paths.store.storage_options or None
@@ -440,10 +452,17 @@ def _describe_exit(code: int | None) -> str:
 
 
 def _stop_by_pid(paths: J.JobPaths) -> None:
-    """Stop a job started by another client on this host, from the pid in its status."""
+    """Stop a job started by another client: through its backend's record (Ray), or from
+    the pid in its status when it runs on this host."""
     import signal
 
     status = paths.read_status()
+    backend = status.get("backend") or {}
+    if backend.get("name") == "ray":
+        from .backends.ray import stop_detached
+
+        stop_detached(backend["address"], backend["submission_id"])
+        return
     pid = status.get("pid")
     if pid and status.get("host") == J.hostname():
         try:

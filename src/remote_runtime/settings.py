@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_ROOT", "CustomFileFilter", "Settings", "resolve_settings"]
 
 DEFAULT_ROOT = os.path.join("~", ".remote-runtime", "jobs")
 ENV_PREFIX = "REMOTE_RUNTIME_"
-BACKENDS = ("local",)
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ into place on a local folder, one PUT on an object store.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -15,6 +16,21 @@ from typing import Any
 from remote_codecs.storage import resolve
 
 __all__ = ["Store"]
+
+
+_SERVICE_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "urllib3", "requests", "fsspec")
+
+
+def _is_service_failure(exc: BaseException) -> bool:
+    from remote_codecs import CodecError
+
+    if isinstance(exc, CodecError) and not isinstance(exc.__cause__, (OSError, ConnectionError)):
+        return bool(exc.__cause__ is not None and _is_service_failure(exc.__cause__))
+    if isinstance(exc, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return True
+    return type(exc).__module__.split(".")[0] in _SERVICE_MODULES
 
 
 class Store:
@@ -145,7 +161,20 @@ class Store:
         return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
 
     def _put_options(self) -> dict[str, Any]:
-        kms = self.storage_options.get("_s3_kms_key")
-        if kms:
-            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms}
-        return {}
+        return {}  # SSE-KMS and the like come with the filesystem's own options
+
+    @contextlib.contextmanager
+    def guard(self, what: str = "") -> Iterator[None]:
+        """Turn the failures of a remote store (unreachable, refusing) into ServiceError."""
+        try:
+            yield
+        except Exception as exc:
+            if self.local or not _is_service_failure(exc):
+                raise
+            from .errors import ServiceError
+
+            raise ServiceError(
+                f"the job store {self.uri} could not be reached{' while ' + what if what else ''}: "
+                f"{type(exc).__name__}: {exc}. Check the endpoint and credentials (AWS_ENDPOINT_URL, "
+                "AWS_ACCESS_KEY_ID ...), then try again: nothing half-written is visible."
+            ) from exc

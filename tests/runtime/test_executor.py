@@ -126,6 +126,9 @@ def test_shutdown_cancel_futures_stops_what_is_queued(tmp_path):
     ex = RemoteExecutor(max_parallel_jobs=1, stream_logs=False)
     first = ex.submit(sleep_and_log, str(tmp_path / "a"), 0.5, "a")
     rest = [ex.submit(sleep_and_log, str(tmp_path / "b"), 0, i) for i in range(3)]
+    deadline = time.monotonic() + 30
+    while not first.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
     ex.shutdown(wait=True, cancel_futures=True)
     assert first.result() == "a"
     assert all(f.cancelled() for f in rest)

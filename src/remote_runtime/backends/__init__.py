@@ -1,5 +1,6 @@
-"""Backends start jobs somewhere: ``local`` (a process per job, or a warm worker).
-One module per engine."""
+"""Backends start jobs somewhere: ``local`` (a process per job, or a warm worker) and
+``ray`` (a Ray Job on a Ray cluster, through the Ray Jobs API). One module per engine;
+an engine's library is imported only when its backend is chosen."""
 
 from __future__ import annotations
 
@@ -18,4 +19,8 @@ def get_backend(settings: Settings) -> Backend:
         from .local import LocalBackend
 
         return LocalBackend.shared()
-    raise ValueError(f"unknown backend {settings.backend!r}: use 'local'")
+    if settings.backend == "ray":
+        from .ray import RayBackend
+
+        return RayBackend.for_address(settings.ray_address)
+    raise ValueError(f"unknown backend {settings.backend!r}: use 'local' or 'ray'")

