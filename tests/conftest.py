@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import RayHead, S3Server  # noqa: E402
+from servers import RayHead, S3Server
 
 
 @pytest.fixture
@@ -25,8 +26,18 @@ def s3_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_head(s3_server):
-    """A Ray head on 127.0.0.1 for the whole session, stopped by PID."""
+    """A Ray head on 127.0.0.1 for the whole session (token authentication on), stopped by
+    PID. Ray reads its authentication settings when it is imported, so this process gets
+    them before anything imports ray."""
+    head = RayHead()
+    saved = {k: os.environ.get(k) for k in head.env}
+    os.environ.update(head.env)
     pytest.importorskip("ray")
-    head = RayHead().start(env=s3_server.env)
+    head.start(env=s3_server.env)
     yield head
     head.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

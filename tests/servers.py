@@ -37,7 +37,8 @@ def _wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 30) -> No
 
 def _tool(name: str) -> str | None:
     return shutil.which(name) or next(
-        (p for p in [os.path.join(os.path.dirname(sys.executable), name)] if os.path.exists(p)), None
+        (p for p in [os.path.join(os.path.dirname(sys.executable), name)] if os.path.exists(p)),
+        None,
     )
 
 
@@ -57,9 +58,21 @@ class S3Server:
 
     def start(self) -> S3Server:
         self.proc = subprocess.Popen(
-            [self.rclone, "serve", "s3", "--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{KEY},{SECRET}",
-             "--vfs-cache-mode", "off", str(self.data)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                self.rclone,
+                "serve",
+                "s3",
+                "--addr",
+                f"127.0.0.1:{self.port}",
+                "--auth-key",
+                f"{KEY},{SECRET}",
+                "--vfs-cache-mode",
+                "off",
+                str(self.data),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         _wait_for_port(self.port, self.proc)
         return self
@@ -91,21 +104,44 @@ class RayHead:
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.num_cpus = num_cpus
         self.proc: subprocess.Popen | None = None
+        import secrets
+
+        self.token = secrets.token_hex(16)  # Ray's token authentication, as a cluster should run
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a client needs in its environment to talk to this head."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
 
     def start(self, env: dict[str, str] | None = None) -> RayHead:
         self.proc = subprocess.Popen(
-            [self.ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-             "--disable-usage-stats", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
-             f"--num-cpus={self.num_cpus}", "--include-dashboard=true"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, **(env or {}), "RAY_USAGE_STATS_ENABLED": "0"},
+            [
+                self.ray,
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address=127.0.0.1",
+                "--dashboard-host=127.0.0.1",
+                "--disable-usage-stats",
+                f"--port={self.port}",
+                f"--dashboard-port={self.dashboard_port}",
+                f"--num-cpus={self.num_cpus}",
+                "--include-dashboard=true",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {}), **self.env, "RAY_USAGE_STATS_ENABLED": "0"},
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with code {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(f"{self.address}/api/version", timeout=1) as r:
+                request = urllib.request.Request(
+                    f"{self.address}/api/version", headers={"Authorization": f"Bearer {self.token}"}
+                )
+                with urllib.request.urlopen(request, timeout=1) as r:
                     if r.status == 200:
                         return self
             except OSError:

@@ -58,7 +58,11 @@ def _decode(
 ) -> Any:
     try:
         reader = BundleReader(
-            source, registry or default_registry(), key=key, allow_pickle=allow_pickle, options=options
+            source,
+            registry or default_registry(),
+            key=key,
+            allow_pickle=allow_pickle,
+            options=options,
         )
         source.prefetch(reader.records())
         return decode_skeleton(reader)

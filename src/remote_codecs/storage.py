@@ -203,7 +203,7 @@ class FolderSink(Sink):
         path = self._join(name)
         self._written.append(path)
         if self.local:
-            return HashingWriter(open(path, "wb"), name)  # noqa: SIM115
+            return HashingWriter(open(path, "wb"), name)
         spool = _Spool(self.fs, path)
         self._uploads.append(spool)
         return HashingWriter(spool, name)  # type: ignore[arg-type]
@@ -289,7 +289,9 @@ class _Spool(io.RawIOBase):
             name = self._buffer.name
             self._future = _uploads().submit(self._upload_file, name)
         else:
-            self._future = _uploads().submit(self._fs.pipe_file, self._path, self._buffer.getvalue())
+            self._future = _uploads().submit(
+                self._fs.pipe_file, self._path, self._buffer.getvalue()
+            )
 
     def _upload_file(self, name: str) -> None:
         try:

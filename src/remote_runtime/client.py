@@ -136,7 +136,8 @@ def prepare_job(
                 )
             except rc.SerializationError as exc:
                 raise _rename(
-                    exc, {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"}
+                    exc,
+                    {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"},
                 ) from None
             try:
                 rc.save(fn, paths.bundle("function"), key=key, storage_options=so)

@@ -18,7 +18,17 @@ from remote_codecs.storage import resolve
 __all__ = ["Store"]
 
 
-_SERVICE_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "urllib3", "requests", "fsspec")
+_SERVICE_MODULES = (
+    "botocore",
+    "aiobotocore",
+    "aiohttp",
+    "s3fs",
+    "gcsfs",
+    "adlfs",
+    "urllib3",
+    "requests",
+    "fsspec",
+)
 
 
 def _is_service_failure(exc: BaseException) -> bool:

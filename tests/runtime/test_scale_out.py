@@ -15,10 +15,11 @@ import uuid
 import numpy as np
 import pytest
 
-import remote_codecs as rc
 from remote_runtime import RemoteExecutor, ServiceError, get_future, list_futures, remote
 
-FAST_FAIL = {"config_kwargs": {"connect_timeout": 2, "read_timeout": 10, "retries": {"max_attempts": 1}}}
+FAST_FAIL = {
+    "config_kwargs": {"connect_timeout": 2, "read_timeout": 10, "retries": {"max_attempts": 1}}
+}
 
 
 @pytest.fixture
@@ -63,11 +64,17 @@ def test_listing_reattach_cli_and_gc_on_s3(s3_root, s3_server):
     assert sorted(f.job_name for f in list_futures("s3sweep")) == sorted(names)
     assert get_future(names[1]).result() == 5
     cli = [sys.executable, "-m", "remote_runtime"]
-    out = subprocess.run([*cli, "jobs", "list", "--prefix", "s3sweep"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*cli, "jobs", "list", "--prefix", "s3sweep"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and all(n in out.stdout for n in names), out.stderr
-    out = subprocess.run([*cli, "jobs", "show", names[0]], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*cli, "jobs", "show", names[0]], capture_output=True, text=True, timeout=120
+    )
     assert "results/" in out.stdout, out.stderr
-    out = subprocess.run([*cli, "gc", "--older-than", "0s"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*cli, "gc", "--older-than", "0s"], capture_output=True, text=True, timeout=120
+    )
     assert "removed 2 job(s)" in out.stdout, out.stderr
     assert not s3_root.exists() or not any(s3_root.iterdir())
 
@@ -77,7 +84,10 @@ def test_kms_key_applies_to_every_upload(s3_root):
     from remote_runtime.settings import resolve_settings
 
     store = store_for(resolve_settings({"s3_kms_key": "alias/jobs"}))
-    assert store.fs.s3_additional_kwargs == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/jobs"}
+    assert store.fs.s3_additional_kwargs == {
+        "ServerSideEncryption": "aws:kms",
+        "SSEKMSKeyId": "alias/jobs",
+    }
     assert remote(s3_kms_key="alias/jobs", stream_logs=False)(divide)(9, 3) == 3
 
 
@@ -101,7 +111,10 @@ def test_server_stopped_in_the_middle_of_an_upload(s3_root, s3_server):
         s3_server.start()
     for job in s3_root.glob("*"):
         if not (job / "job.json").exists():  # the job whose upload was cut: nothing visible
-            assert not (job / "arguments" / "manifest.json").exists() or not (job / "function" / "manifest.json").exists()
+            assert (
+                not (job / "arguments" / "manifest.json").exists()
+                or not (job / "function" / "manifest.json").exists()
+            )
     assert list(list_futures()) == [g for g in list_futures() if g.status() == "Completed"]
     assert f(big) == big.shape  # the same call, once the server is back
 
@@ -113,6 +126,8 @@ def test_server_stopped_in_the_middle_of_an_upload(s3_root, s3_server):
 def on_ray(ray_head, s3_root, monkeypatch):
     monkeypatch.setenv("REMOTE_RUNTIME_BACKEND", "ray")
     monkeypatch.setenv("REMOTE_RUNTIME_RAY_ADDRESS", ray_head.address)
+    for k, v in ray_head.env.items():
+        monkeypatch.setenv(k, v)
     return ray_head
 
 
@@ -129,7 +144,9 @@ def test_examples_on_ray(on_ray, s3_root):
     with pytest.raises(ZeroDivisionError) as info:
         d(10, 0)
     assert "x / y" in info.value.remote_traceback
-    job = next(p for p in s3_root.iterdir() if p.name.startswith("divide") and (p / "exception").exists())
+    job = next(
+        p for p in s3_root.iterdir() if p.name.startswith("divide") and (p / "exception").exists()
+    )
     status = json.loads((job / "status.json").read_text())
     assert status["backend"]["name"] == "ray" and status["state"] == "Failed"
     assert "dividing 10 by 0" in (job / "logs" / "stdout.log").read_text()
@@ -161,6 +178,8 @@ def test_cancel_and_reattach_on_ray(on_ray, s3_server, ray_head):
         print(get_future({done.job_name!r}).result())
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "4.0"

@@ -40,14 +40,18 @@ STATES = {
 def _address(address: str | None) -> str:
     address = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
     if address.startswith("ray://"):
-        raise ValueError(f"ray_address={address!r}: give the Ray Jobs API (dashboard) address, e.g. {DEFAULT_ADDRESS}")
+        raise ValueError(
+            f"ray_address={address!r}: give the Ray Jobs API (dashboard) address, e.g. {DEFAULT_ADDRESS}"
+        )
     return address if "://" in address else f"http://{address}"
 
 
 class RayJob:
     """A job submitted to Ray (the backend's ``Launched``)."""
 
-    def __init__(self, client: Any, submission_id: str, paths: JobPaths, interval: float = 0.2) -> None:
+    def __init__(
+        self, client: Any, submission_id: str, paths: JobPaths, interval: float = 0.2
+    ) -> None:
         self.client = client
         self.submission_id = submission_id
         self.paths = paths
@@ -77,7 +81,11 @@ class RayJob:
                 return self._code
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            time.sleep(self.interval if deadline is None else max(0.0, min(self.interval, deadline - time.monotonic())))
+            time.sleep(
+                self.interval
+                if deadline is None
+                else max(0.0, min(self.interval, deadline - time.monotonic()))
+            )
 
     def stop(self) -> None:
         try:
@@ -151,15 +159,26 @@ class RayBackend:
         python = settings.python or sys.executable
         if execution.get("requirements") is not None:
             text = paths.store.read_bytes(paths.requirements).decode()
-            runtime_env["pip"] = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-            env_vars["REMOTE_RUNTIME_IN_VENV"] = execution["requirements"]  # Ray built the environment
+            runtime_env["pip"] = [
+                line.strip()
+                for line in text.splitlines()
+                if line.strip() and not line.startswith("#")
+            ]
+            env_vars["REMOTE_RUNTIME_IN_VENV"] = execution[
+                "requirements"
+            ]  # Ray built the environment
             python = "python"  # the runtime environment's interpreter
         entrypoint = f"{python} -m remote_runtime.bootstrap {paths.store.uri_of(paths.name)}"
         submission_id = self.client.submit_job(
-            entrypoint=entrypoint, submission_id=paths.name, runtime_env=runtime_env,
+            entrypoint=entrypoint,
+            submission_id=paths.name,
+            runtime_env=runtime_env,
             metadata={"remote_runtime_job": paths.name},
         )
-        paths.write_status(JobState.PENDING, backend={"name": "ray", "address": self.address, "submission_id": submission_id})
+        paths.write_status(
+            JobState.PENDING,
+            backend={"name": "ray", "address": self.address, "submission_id": submission_id},
+        )
         return RayJob(self.client, submission_id, paths)
 
 
