@@ -44,11 +44,15 @@ def main(argv: list[str]) -> int:
         ) as workdir:
             if hasattr(module, "setup"):
                 module.setup(workdir)
-            for case in module.CASES:
-                rows[case.name] = {
-                    **run_case(name, case, workdir, getattr(module, "ENV", None)),
-                    "case": case,
-                }
+            try:
+                for case in module.CASES:
+                    rows[case.name] = {
+                        **run_case(name, case, workdir, getattr(module, "ENV", None)),
+                        "case": case,
+                    }
+            finally:
+                if hasattr(module, "teardown"):
+                    module.teardown(workdir)
         print(f"{'case':<34}{'time':>10}{'vs baseline':>26}{'peak RSS growth':>18}{'/payload':>10}")
         table = {}
         for case_name, row in rows.items():
