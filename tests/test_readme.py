@@ -21,8 +21,18 @@ def test_readme_opens_with_the_two_commands():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs(index, tmp_path, monkeypatch):
+def test_readme_block_runs(index, tmp_path, monkeypatch, request):
     code = BLOCKS[index]
+    if "s3://my-bucket" in code:  # the laptop-to-cluster example, against real servers here
+        s3 = request.getfixturevalue("s3_server")
+        (s3.data / "my-bucket").mkdir(exist_ok=True)
+        for k, v in s3.env.items():
+            monkeypatch.setenv(k, v)
+        if "backend=\"ray\"" in code:
+            head = request.getfixturevalue("ray_head")
+            for k, v in head.env.items():
+                monkeypatch.setenv(k, v)
+            code = code.replace("http://head:8265", head.address)
     if 'get_future("square-' in code:  # the reader's own job name: make such a job first
         setup = (
             "from remote_runtime import RemoteExecutor\n"
