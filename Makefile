@@ -17,7 +17,7 @@ $(PY):
 
 $(STAMP): | $(PY)
 	$(PY) -m pip install --quiet -c constraints-dev.txt -e ".[$(EXTRAS)]"
-	@for p in plugins/*/; do [ -f "$$p/pyproject.toml" ] && $(PY) -m pip install --quiet --no-deps -e "$$p" || true; done
+	@for p in plugins/*/; do if [ -f "$$p/pyproject.toml" ]; then $(PY) -m pip install --quiet --no-deps -e "$$p" || exit 1; fi; done
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 

@@ -28,7 +28,7 @@ def test_readme_block_runs(index, tmp_path, monkeypatch, request):
         (s3.data / "my-bucket").mkdir(exist_ok=True)
         for k, v in s3.env.items():
             monkeypatch.setenv(k, v)
-        if "backend=\"ray\"" in code:
+        if 'backend="ray"' in code:
             head = request.getfixturevalue("ray_head")
             for k, v in head.env.items():
                 monkeypatch.setenv(k, v)

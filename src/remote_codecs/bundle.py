@@ -253,8 +253,11 @@ class BundleWriter:
         try:
             meta = codec.encode(obj, writer)
             files = writer.finish()
-        except SerializationError:
-            raise
+        except SerializationError as exc:
+            where = path()
+            if str(exc).startswith(where):
+                raise
+            raise SerializationError(f"{where}: {exc}") from exc
         except Exception as exc:
             raise SerializationError(
                 f"{path()}: codec {codec.id!r} could not encode {type_name(type(obj))}: "

@@ -56,14 +56,16 @@ class Codec(abc.ABC):
     ``decode`` must keep reading every older version it ever wrote. ``types`` are the
     qualified names (``module.QualName``) of the types it handles, matched along the
     MRO. ``library`` is the distribution whose version the manifest records.
-    ``uses_pickle`` says that ``decode`` may unpickle; such a part is refused by
-    ``load(..., allow_pickle=False)`` when the part was marked as pickled.
+    ``needs_pickle`` declares that loading this codec's parts always needs pickle (so
+    ``allow_pickle=False`` refuses them); a codec that pickles only some objects marks
+    those parts through ``PartWriter.pickle`` instead.
     """
 
     id: ClassVar[str]
     version: ClassVar[int] = 1
     types: ClassVar[tuple[str, ...]] = ()
     library: ClassVar[str | None] = None
+    needs_pickle: ClassVar[bool] = False
 
     def can_encode(self, obj: Any) -> bool:
         """Whether this object (of a handled type) can be encoded; otherwise it is pickled."""

@@ -210,13 +210,13 @@ def test_unknown_codec_names_its_package(tmp_path):
     rc.save([np.arange(3)], tmp_path / "b")
 
     def edit(m):
-        m["parts"][0]["codec"] = "polars.DataFrame/arrow"
-        m["parts"][0]["provider"] = "remote-codecs-polars"
+        m["parts"][0]["codec"] = "acme.Widget/blob"
+        m["parts"][0]["provider"] = "acme-codecs"
 
     _edit_manifest(tmp_path / "b", edit)
     with pytest.raises(
         rc.DeserializationError,
-        match="unknown codec 'polars.DataFrame/arrow'.*pip install remote-codecs-polars",
+        match="unknown codec .acme.Widget/blob.*pip install acme-codecs",
     ):
         rc.load(tmp_path / "b")
 

@@ -205,3 +205,22 @@ def test_job_json_holds_no_key(job_root, tmp_path):
 def test_package_exports():
     assert remote_runtime.remote is remote
     assert "RemoteFunctionError" in dir(remote_runtime)
+
+
+def double_frame(df):
+    import polars as pl
+
+    return df.with_columns((pl.col("a") * 2).alias("a2"))
+
+
+def test_polars_dataframe_through_remote_and_back(job_root):
+    pl = pytest.importorskip("polars")
+    pytest.importorskip("remote_codecs_polars")
+    df = pl.DataFrame({"a": [1, 2, 3], "c": pl.Series(["x", "y", "x"], dtype=pl.Categorical)})
+    out = remote(stream_logs=False)(double_frame)(df)
+    assert out["a2"].to_list() == [2, 4, 6] and out.schema["c"] == pl.Categorical
+    (job,) = job_root.iterdir()
+    import remote_codecs as rc
+
+    assert [p.codec for p in rc.inspect(job / "arguments").parts] == ["polars.DataFrame/arrow"]
+    assert [p.codec for p in rc.inspect(job / "results").parts] == ["polars.DataFrame/arrow"]

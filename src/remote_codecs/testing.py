@@ -1,0 +1,260 @@
+"""A conformance kit for codec authors.
+
+    from remote_codecs.testing import check_codec, codec_checks
+
+    # one call that runs every check (raises AssertionError naming the failed one)
+    check_codec(MyCodec, [sample1, sample2], equal=my_equal, registration_module="my_pkg",
+                library="mylib")
+
+    # or one pytest test per check
+    @pytest.mark.parametrize("check", codec_checks())
+    def test_my_codec(check, tmp_path):
+        check(MyCodec, SAMPLES, equal=my_equal, tmp_path=tmp_path)
+
+The checks: round trip through ``dumps``/``loads`` and through ``save``/``load`` (a
+folder), the manifest naming the codec's id and version, decoding by id, ``allow_pickle``
+behaving as the codec declares (``Codec.needs_pickle``), a clear error for a format
+version from the future, importing the registration module without importing the
+codec's library, and refusing a second registration of the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .api import dumps, load, loads, save
+from .codec import Codec
+from .errors import DeserializationError
+from .registry import Registry
+
+__all__ = ["check_codec", "codec_checks"]
+
+Check = Callable[..., None]
+
+
+def _instance(codec: Codec | type[Codec]) -> Codec:
+    return codec() if isinstance(codec, type) else codec
+
+
+def _registry(codec: Codec) -> Registry:
+    registry = Registry(entry_points=False)
+    registry.register(codec, replace=True)
+    return registry
+
+
+def _same(a: Any, b: Any, equal: Callable[[Any, Any], bool] | None) -> bool:
+    if equal is not None:
+        return bool(equal(a, b))
+    result = a == b
+    return (
+        bool(result) if isinstance(result, bool) else bool(getattr(result, "all", lambda: result)())
+    )
+
+
+def _needs_pickle(codec: Codec) -> bool:
+    return bool(getattr(codec, "needs_pickle", False))
+
+
+def check_round_trip_bytes(
+    codec: Codec | type[Codec],
+    samples: Iterable[Any],
+    *,
+    equal: Callable[[Any, Any], bool] | None = None,
+    **_: Any,
+) -> None:
+    """Every sample survives ``dumps``/``loads``, alone and inside a structure."""
+    c = _instance(codec)
+    registry = _registry(c)
+    for i, sample in enumerate(samples):
+        for value, pick in (
+            (sample, lambda v: v),
+            ({"nested": [sample]}, lambda v: v["nested"][0]),
+        ):
+            back = pick(loads(dumps(value, registry=registry), registry=registry))
+            assert _same(back, sample, equal), (
+                f"{c.id}: sample {i} changed through dumps/loads: {back!r}"
+            )
+
+
+def check_round_trip_folder(
+    codec: Codec | type[Codec],
+    samples: Iterable[Any],
+    *,
+    equal: Callable[[Any, Any], bool] | None = None,
+    tmp_path: Path | None = None,
+    **_: Any,
+) -> None:
+    """Every sample survives ``save``/``load`` through a bundle folder."""
+    c = _instance(codec)
+    registry = _registry(c)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp_path or tmp)
+        for i, sample in enumerate(samples):
+            folder = root / f"roundtrip-{i}"
+            save(sample, folder, registry=registry)
+            back = load(folder, registry=registry)
+            assert _same(back, sample, equal), (
+                f"{c.id}: sample {i} changed through save/load: {back!r}"
+            )
+
+
+def check_manifest(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
+    """The manifest names the codec's id and format version for each sample."""
+    from .api import inspect
+
+    c = _instance(codec)
+    registry = _registry(c)
+    for i, sample in enumerate(samples):
+        parts = inspect(dumps(sample, registry=registry)).parts
+        assert any(p.codec == c.id and p.codec_version == c.version for p in parts), (
+            f"{c.id}: sample {i} was not encoded by this codec (parts: {[p.codec for p in parts]}); "
+            "check its `types` and `can_encode`"
+        )
+
+
+def check_decode_by_id(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
+    """Decoding finds the codec by the id in the manifest, not by guessing; an unknown
+    id is a clear error."""
+    c = _instance(codec)
+    registry = _registry(c)
+    assert registry.get(c.id) is c
+    sample = next(iter(samples))
+    data = dumps(sample, registry=registry)
+    other = Registry(builtins=True, entry_points=False)
+    if c.id not in other.ids():
+        try:
+            loads(data, registry=other)
+        except DeserializationError as exc:
+            assert c.id in str(exc), f"the error for an unknown codec must name it: {exc}"
+        else:
+            raise AssertionError(f"{c.id}: a registry without the codec decoded its data")
+
+
+def check_safe_mode(
+    codec: Codec | type[Codec],
+    samples: Iterable[Any],
+    *,
+    equal: Callable[[Any, Any], bool] | None = None,
+    **_: Any,
+) -> None:
+    """``allow_pickle=False`` loads the samples, unless the codec declares ``needs_pickle``
+    (then it refuses them cleanly)."""
+    c = _instance(codec)
+    registry = _registry(c)
+    for i, sample in enumerate(samples):
+        data = dumps(sample, registry=registry)
+        if _needs_pickle(c):
+            try:
+                loads(data, registry=registry, allow_pickle=False)
+            except DeserializationError:
+                continue
+            raise AssertionError(
+                f"{c.id} declares needs_pickle, but sample {i} loaded with allow_pickle=False"
+            )
+        back = loads(data, registry=registry, allow_pickle=False)
+        assert _same(back, sample, equal), (
+            f"{c.id}: sample {i} changed when loaded with allow_pickle=False"
+        )
+
+
+def check_future_version(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
+    """A part written by a newer format version of the codec is a clear error."""
+    c = _instance(codec)
+    registry = _registry(c)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "b"
+        save(next(iter(samples)), folder, registry=registry)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for part in manifest["parts"]:
+            if part["codec"] == c.id:
+                part["codec_version"] = c.version + 1
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        try:
+            load(folder, registry=registry)
+        except DeserializationError as exc:
+            assert f"v{c.version + 1}" in str(exc) and "upgrade" in str(exc).lower(), str(exc)
+            return
+        raise AssertionError(
+            f"{c.id}: a part from format v{c.version + 1} was decoded by v{c.version}"
+        )
+
+
+def check_lazy_import(
+    codec: Codec | type[Codec],
+    samples: Iterable[Any],
+    *,
+    registration_module: str | None = None,
+    library: str | None = None,
+    **_: Any,
+) -> None:
+    """Importing the module that registers the codec does not import its library."""
+    c = _instance(codec)
+    module = registration_module or "remote_codecs"
+    lib = library or (c.library or "").replace("-", "_")
+    if not lib:
+        return
+    code = f"import sys, {module}; import remote_codecs as rc; rc.default_registry().ids(); print({lib!r} in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False", (
+        f"importing {module} (and loading the codec plugins) imported {lib}"
+    )
+
+
+def check_duplicate_id(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
+    """Registering a second codec with the same id is refused unless replace=True."""
+    c = _instance(codec)
+    registry = _registry(c)
+    try:
+        registry.register(type(c)())
+    except ValueError as exc:
+        assert "already registered" in str(exc)
+    else:
+        raise AssertionError(f"{c.id}: a second registration of the same id was accepted")
+    registry.register(type(c)(), replace=True)
+
+
+_CHECKS: list[Check] = [
+    check_round_trip_bytes,
+    check_round_trip_folder,
+    check_manifest,
+    check_decode_by_id,
+    check_safe_mode,
+    check_future_version,
+    check_lazy_import,
+    check_duplicate_id,
+]
+
+
+def codec_checks() -> list[Check]:
+    """Every check, for ``pytest.mark.parametrize("check", codec_checks())``."""
+    return list(_CHECKS)
+
+
+def check_codec(
+    codec: Codec | type[Codec],
+    samples: Iterable[Any],
+    *,
+    equal: Callable[[Any, Any], bool] | None = None,
+    registration_module: str | None = None,
+    library: str | None = None,
+) -> None:
+    """Run every check on ``codec`` with ``samples`` (compared with ``equal``, or ``==``)."""
+    samples = list(samples)
+    if not samples:
+        raise ValueError("give at least one sample value")
+    for check in _CHECKS:
+        check(codec, samples, equal=equal, registration_module=registration_module, library=library)
