@@ -73,10 +73,11 @@ def check_round_trip_bytes(
     c = _instance(codec)
     registry = _registry(c)
     for i, sample in enumerate(samples):
-        for value, pick in (
+        pairs: list[tuple[Any, Callable[[Any], Any]]] = [
             (sample, lambda v: v),
             ({"nested": [sample]}, lambda v: v["nested"][0]),
-        ):
+        ]
+        for value, pick in pairs:
             back = pick(loads(dumps(value, registry=registry), registry=registry))
             assert _same(back, sample, equal), (
                 f"{c.id}: sample {i} changed through dumps/loads: {back!r}"
