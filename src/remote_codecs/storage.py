@@ -58,19 +58,27 @@ def digest_of(hasher: Any, alg: str = HASH) -> str:
     return f"{alg}:{hasher.hexdigest()}"
 
 
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def _hash_pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
+def _pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """A process-wide thread pool, made on first use (threads are idle otherwise)."""
+    pool = _pools.get(name)
+    if pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
         with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(1, thread_name_prefix="remote-codecs-hash")
-    return _pool
+            pool = _pools.get(name)
+            if pool is None:
+                pool = _pools[name] = ThreadPoolExecutor(
+                    workers, thread_name_prefix=f"remote-codecs-{name}"
+                )
+    return pool
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    return _pool("hash", 1)
 
 
 def as_bytes_view(data: Any) -> memoryview:
@@ -239,19 +247,11 @@ class FolderSink(Sink):
             self.fs.pipe_file(final, manifest)  # one PUT: atomic on object stores
 
 
-_upload_pool: ThreadPoolExecutor | None = None
 SPOOL_IN_MEMORY = 8 << 20
 
 
 def _uploads() -> ThreadPoolExecutor:
-    global _upload_pool
-    if _upload_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with _pool_lock:
-            if _upload_pool is None:
-                _upload_pool = ThreadPoolExecutor(8, thread_name_prefix="remote-codecs-io")
-    return _upload_pool
+    return _pool("io", 8)
 
 
 class _Spool(io.RawIOBase):

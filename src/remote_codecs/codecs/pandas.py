@@ -389,8 +389,20 @@ def _finish(encoder: _Encoder, meta: dict[str, Any]) -> dict[str, Any]:
     return encoder.finish(meta)
 
 
-def _attrs(encoder: _Encoder, obj: Any) -> Any:
-    return encoder.plain(dict(obj.attrs)) if obj.attrs else None
+def _attrs_and_flags(encoder: _Encoder, obj: Any) -> dict[str, Any]:
+    return {
+        "attrs": encoder.plain(dict(obj.attrs)) if obj.attrs else None,
+        "allows_duplicate_labels": bool(obj.flags.allows_duplicate_labels),
+    }
+
+
+def _restore(obj: Any, dec: _Decoder, meta: dict[str, Any]) -> Any:
+    """Put ``attrs`` and ``flags`` back on a decoded DataFrame or Series."""
+    if meta.get("attrs"):
+        obj.attrs = dec.plain(meta["attrs"])
+    if not meta.get("allows_duplicate_labels", True):
+        obj = obj.set_flags(allows_duplicate_labels=False)
+    return obj
 
 
 class DataFrameCodec(Codec):
@@ -412,8 +424,7 @@ class DataFrameCodec(Codec):
                 enc.array(_values(df.iloc[:, i]), aligned=True, label=df.columns[i])
                 for i in range(df.shape[1])
             ],
-            "attrs": _attrs(enc, df),
-            "allows_duplicate_labels": bool(df.flags.allows_duplicate_labels),
+            **_attrs_and_flags(enc, df),
         }
         return _finish(enc, meta)
 
@@ -428,11 +439,7 @@ class DataFrameCodec(Codec):
         else:
             df = pd.DataFrame(index=index)
         df.columns = columns
-        if meta.get("attrs"):
-            df.attrs = dec.plain(meta["attrs"])
-        if not meta.get("allows_duplicate_labels", True):
-            df = df.set_flags(allows_duplicate_labels=False)
-        return df
+        return _restore(df, dec, meta)
 
 
 class SeriesCodec(Codec):
@@ -450,8 +457,7 @@ class SeriesCodec(Codec):
             "index": enc.index(s.index, aligned=True),
             "values": enc.array(_values(s), aligned=True, label=s.name),
             "name": enc.plain(s.name),
-            "attrs": _attrs(enc, s),
-            "allows_duplicate_labels": bool(s.flags.allows_duplicate_labels),
+            **_attrs_and_flags(enc, s),
         }
         return _finish(enc, meta)
 
@@ -465,11 +471,7 @@ class SeriesCodec(Codec):
             dtype=values.dtype,
             copy=False,
         )
-        if meta.get("attrs"):
-            s.attrs = dec.plain(meta["attrs"])
-        if not meta.get("allows_duplicate_labels", True):
-            s = s.set_flags(allows_duplicate_labels=False)
-        return s
+        return _restore(s, dec, meta)
 
 
 class IndexCodec(Codec):
