@@ -53,6 +53,17 @@ def store_for(settings: Settings) -> Store:
 
 def _client_key() -> bytes:
     path = os.path.join(J.cache_dir(), "client.key")
+    cached = _client_keys.get(path)
+    if cached is not None:
+        return cached
+    _client_keys[path] = key = _read_or_create_client_key(path)
+    return key
+
+
+_client_keys: dict[str, bytes] = {}
+
+
+def _read_or_create_client_key(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             key = f.read()
