@@ -23,7 +23,9 @@ CASES = [
     Case("remote_executor_vs_ray_p50", "warm round trip", baseline="ray_task_p50", repeat=1),
     Case("process_pool_1000_jobs", "throughput", repeat=1),
     Case("remote_executor_1000_jobs", "throughput", baseline="process_pool_1000_jobs", repeat=1),
+    Case("remote_executor_10000_jobs_no_leaks", "leaks", repeat=1),
 ]
+LEAK_JOBS = int(os.environ.get("BENCH_EXECUTOR_LEAK_JOBS", 10_000))
 
 
 def trivial(x=0):
@@ -73,7 +75,13 @@ def ray_task_p50(workdir, timer):
         import ray
     except ImportError:
         return float("nan")
-    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
     remote_trivial = ray.remote(trivial)
     timer.start()
     try:
@@ -101,3 +109,56 @@ def remote_executor_1000_jobs(workdir, timer):
         list(ex.map(trivial, range(10)))
         timer.start()
         list(ex.map(trivial, range(THROUGHPUT_JOBS)))
+
+
+def _live_children() -> set[int]:
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def remote_executor_10000_jobs_no_leaks(workdir, timer):
+    """10,000 trivial jobs through one executor (warm workers that expire after 1 s),
+    then no process, thread or open file of ours may be left: fails loudly otherwise."""
+    import threading
+
+    _env(workdir)
+    from remote_runtime import RemoteExecutor
+
+    threads, fds, children = (
+        threading.active_count(),
+        len(os.listdir("/proc/self/fd")),
+        _live_children(),
+    )
+    timer.start()
+    with RemoteExecutor(
+        max_parallel_jobs=2, keep_alive_period_in_seconds=1, stream_logs=False
+    ) as ex:
+        assert sum(ex.map(trivial, range(LEAK_JOBS))) == sum(range(LEAK_JOBS))
+    elapsed = time.perf_counter() - timer.t0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (
+        threading.active_count() > threads
+        or _live_children() - children
+        or len(os.listdir("/proc/self/fd")) > fds
+    ):
+        time.sleep(0.1)
+    leaked = (
+        threading.active_count() - threads,
+        len(_live_children() - children),
+        len(os.listdir("/proc/self/fd")) - fds,
+    )
+    if any(n > 0 for n in leaked):
+        raise AssertionError(
+            f"left behind after {LEAK_JOBS} jobs: threads, processes, fds = {leaked}"
+        )
+    return elapsed
