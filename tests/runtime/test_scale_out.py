@@ -183,3 +183,16 @@ def test_cancel_and_reattach_on_ray(on_ray, s3_server, ray_head):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "4.0"
+
+
+def six_version():
+    import six
+
+    return six.__version__
+
+
+def test_dependencies_become_the_ray_runtime_env(on_ray, tmp_path):
+    # an old pin: the job must see exactly it, whatever the cluster has installed
+    req = tmp_path / "requirements.txt"
+    req.write_text("six==1.15.0\n")
+    assert remote(dependencies=str(req), stream_logs=False)(six_version)() == "1.15.0"
