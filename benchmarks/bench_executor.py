@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 
 from harness import Case
@@ -111,33 +112,20 @@ def remote_executor_1000_jobs(workdir, timer):
         list(ex.map(trivial, range(THROUGHPUT_JOBS)))
 
 
-def _live_children() -> set[int]:
-    me = str(os.getpid())
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == me and fields[0] != "Z":
-                found.add(int(entry))
-    return found
-
-
 def remote_executor_10000_jobs_no_leaks(workdir, timer):
     """10,000 trivial jobs through one executor (warm workers that expire after 1 s),
     then no process, thread or open file of ours may be left: fails loudly otherwise."""
     import threading
 
     _env(workdir)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
     from remote_runtime import RemoteExecutor
+    from servers import live_children
 
     threads, fds, children = (
         threading.active_count(),
         len(os.listdir("/proc/self/fd")),
-        _live_children(),
+        live_children(),
     )
     timer.start()
     with RemoteExecutor(
@@ -148,13 +136,13 @@ def remote_executor_10000_jobs_no_leaks(workdir, timer):
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (
         threading.active_count() > threads
-        or _live_children() - children
+        or live_children() - children
         or len(os.listdir("/proc/self/fd")) > fds
     ):
         time.sleep(0.1)
     leaked = (
         threading.active_count() - threads,
-        len(_live_children() - children),
+        len(live_children() - children),
         len(os.listdir("/proc/self/fd")) - fds,
     )
     if any(n > 0 for n in leaked):

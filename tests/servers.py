@@ -16,6 +16,23 @@ from pathlib import Path
 KEY, SECRET = "test-key", "test-secret"
 
 
+def live_children() -> set[int]:
+    """Live (non-zombie) child processes of this process, read from /proc."""
+    me = str(os.getpid())
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] != "Z":
+            found.add(int(entry))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

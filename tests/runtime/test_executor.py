@@ -17,6 +17,7 @@ import pytest
 
 import remote_codecs as rc
 from remote_runtime import Future, RemoteExecutor, SerializationError, get_future, list_futures
+from servers import live_children
 
 
 def square(x):
@@ -280,39 +281,22 @@ def test_reattach_to_a_running_job_waits_for_it(tmp_path):
         assert cf.wait([get_future(f.job_name)], timeout=30).done
 
 
-def _live_children() -> set[int]:
-    """Live (non-zombie) child processes of this process, read from /proc."""
-    me = str(os.getpid())
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and fields[0] != "Z":
-            found.add(int(entry))
-    return found
-
-
 def test_many_jobs_leave_nothing_behind():
     threads_before = threading.active_count()
     fds_before = len(os.listdir("/proc/self/fd"))
-    children_before = _live_children()
+    children_before = live_children()
     with RemoteExecutor(
         max_parallel_jobs=2, keep_alive_period_in_seconds=1, stream_logs=False
     ) as ex:
         assert sum(ex.map(square, range(200))) == sum(i * i for i in range(200))
-        assert _live_children() - children_before  # the warm workers
+        assert live_children() - children_before  # the warm workers
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
-        threading.active_count() > threads_before or _live_children() - children_before
+        threading.active_count() > threads_before or live_children() - children_before
     ):
         time.sleep(0.1)
     assert threading.active_count() <= threads_before
-    assert not _live_children() - children_before
+    assert not live_children() - children_before
     assert len(os.listdir("/proc/self/fd")) <= fds_before
 
 

@@ -22,12 +22,17 @@ def write_ipc(writer: PartWriter, suffix: str, table: pa.Table | pa.RecordBatch)
             ipc.write_table(table)
 
 
-def read_ipc(reader: PartReader, suffix: str) -> pa.Table:
+def read_ipc_buffer(reader: PartReader, suffix: str) -> tuple[pa.Table, pa.Buffer]:
+    """The table of an IPC file, zero-copy over the one buffer it was read into."""
     buf = pa.allocate_buffer(
         reader.size(suffix)
     )  # not zero-filled: the read touches each page once
     reader.read_into(suffix, [memoryview(buf)])
-    return pa.ipc.open_file(pa.BufferReader(buf)).read_all()
+    return pa.ipc.open_file(pa.BufferReader(buf)).read_all(), buf
+
+
+def read_ipc(reader: PartReader, suffix: str) -> pa.Table:
+    return read_ipc_buffer(reader, suffix)[0]
 
 
 class TableCodec(Codec):

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.ipc
 
 from ..codec import Codec, PartReader, PartWriter, Prefixed
+from .arrow import read_ipc_buffer, write_ipc
 
 _NULL_KINDS = {"none": None, "nan": float("nan"), "na": pd.NA, "nat": pd.NaT}
 
@@ -226,7 +226,7 @@ class _Encoder:
 
     def finish(self, meta: dict[str, Any]) -> dict[str, Any]:
         if self.rows:
-            _write_ipc(
+            write_ipc(
                 self.writer,
                 ".arrow",
                 pa.record_batch(list(self.rows.values()), names=list(self.rows)),
@@ -238,7 +238,7 @@ class _Encoder:
                 else pa.LargeListArray.from_arrays(pa.array([0, len(a)], pa.int64()), a)
                 for a in self.aux.values()
             ]
-            _write_ipc(self.writer, ".aux.arrow", pa.record_batch(wrapped, names=list(self.aux)))
+            write_ipc(self.writer, ".aux.arrow", pa.record_batch(wrapped, names=list(self.aux)))
         if self.objects:
             self.writer.pickle(".objs.pkl", self.objects)
         meta["pickled_columns"] = (
@@ -247,20 +247,7 @@ class _Encoder:
         return meta
 
 
-def _write_ipc(writer: PartWriter, suffix: str, batch: pa.RecordBatch) -> None:
-    with writer.open(suffix) as f, pa.ipc.new_file(f, batch.schema) as ipc:
-        ipc.write_batch(batch)
-
-
 # -- decoding ------------------------------------------------------------------------------------
-
-
-def _read_ipc(reader: PartReader, suffix: str) -> tuple[pa.Table, pa.Buffer]:
-    buf = pa.allocate_buffer(
-        reader.size(suffix)
-    )  # not zero-filled: pages are touched once, by the read
-    reader.read_into(suffix, [memoryview(buf)])
-    return pa.ipc.open_file(pa.BufferReader(buf)).read_all(), buf
 
 
 class _Decoder:
@@ -269,8 +256,8 @@ class _Decoder:
         self.rows: pa.Table | None = None
         self.memory: pa.Buffer | None = None
         if meta.get("has_rows"):
-            self.rows, self.memory = _read_ipc(reader, ".arrow")
-        self.aux = _read_ipc(reader, ".aux.arrow")[0] if meta.get("has_aux") else None
+            self.rows, self.memory = read_ipc_buffer(reader, ".arrow")
+        self.aux = read_ipc_buffer(reader, ".aux.arrow")[0] if meta.get("has_aux") else None
         self.objects: list[Any] = reader.unpickle(".objs.pkl") if meta.get("has_objects") else []
 
     def plain(self, value: Any) -> Any:
