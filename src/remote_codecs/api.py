@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
 
 from .bundle import BundleReader, BundleWriter, Key, Manifest, parse_manifest
 from .codec import Codec
+from .errors import DeserializationError
 from .registry import Registry
 from .skeleton import decode_skeleton, encode_skeleton
 from .storage import FolderSink, FolderSource, Sink, Source, ZipSink, ZipSource, resolve
@@ -39,9 +40,11 @@ def reject(type_name: str, hint: str) -> None:
     default_registry().reject(type_name, hint)
 
 
-def _encode(obj: Any, sink: Sink, key: Key | None, registry: Registry | None) -> Manifest:
-    writer = BundleWriter(sink, registry or default_registry(), key)
+def _encode(
+    obj: Any, sink: Sink, key: Key | None, registry: Registry | None, purpose: str | None = None
+) -> Manifest:
     try:
+        writer = BundleWriter(sink, registry or default_registry(), key, purpose)
         skeleton = encode_skeleton(obj, writer)
         return writer.commit(skeleton)
     except BaseException:
@@ -49,44 +52,78 @@ def _encode(obj: Any, sink: Sink, key: Key | None, registry: Registry | None) ->
         raise
 
 
+_ATTEMPTS = 3  # a bundle replaced while it was being read is read again, this often
+
+
 def _decode(
-    source: Source,
+    open_source: Callable[[], Source],
     key: Key | None,
     allow_pickle: bool,
     registry: Registry | None,
     options: Mapping[str, Any] | None,
+    purpose: str | None = None,
 ) -> Any:
-    try:
-        reader = BundleReader(
-            source,
-            registry or default_registry(),
-            key=key,
-            allow_pickle=allow_pickle,
-            options=options,
-        )
-        source.prefetch(reader.records())
-        return decode_skeleton(reader)
-    finally:
-        source.close()
+    for attempt in range(_ATTEMPTS):
+        source = open_source()
+        try:
+            reader = BundleReader(
+                source,
+                registry or default_registry(),
+                key=key,
+                allow_pickle=allow_pickle,
+                options=options,
+                purpose=purpose,
+            )
+            source.prefetch(reader.records())
+            return decode_skeleton(reader)
+        except DeserializationError:
+            # Another writer published a new bundle here while this one was read: read
+            # the new one, instead of reporting the old one as broken.
+            if attempt + 1 < _ATTEMPTS and source.replaced():
+                continue
+            raise
+        finally:
+            source.close()
+    raise AssertionError("unreachable")
 
 
-def dumps(obj: Any, *, key: Key | None = None, registry: Registry | None = None) -> bytes:
-    """Encode ``obj`` as a single-file bundle (a stored zip of the manifest and parts)."""
+def dumps(
+    obj: Any,
+    *,
+    key: Key | None = None,
+    purpose: str | None = None,
+    registry: Registry | None = None,
+) -> bytes:
+    """Encode ``obj`` as a single-file bundle (a stored zip of the manifest and parts).
+
+    ``key`` signs the manifest (HMAC-SHA256); ``purpose`` (e.g. ``"job-42/results"``) is
+    recorded and signed with it, and a loader that names another purpose refuses it.
+    """
     sink = ZipSink()
-    _encode(obj, sink, key, registry)
+    _encode(obj, sink, key, registry, purpose)
     return sink.getvalue()
 
 
+VersionMismatch = bool | Literal["verify"]
+
+
 def _options(
-    map_location: Any, trusted: Any, allow_version_mismatch: bool, extra: Mapping[str, Any] | None
+    map_location: Any,
+    trusted: Any,
+    allow_version_mismatch: VersionMismatch,
+    extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     options = dict(extra or {})
     if map_location is not None:
         options["map_location"] = map_location
     if trusted is not None:
         options["trusted"] = list(trusted)
+    if allow_version_mismatch not in (True, False, "verify"):
+        raise ValueError(
+            f"allow_version_mismatch must be True, False or 'verify', got {allow_version_mismatch!r}"
+        )
     if allow_version_mismatch:
-        options["allow_version_mismatch"] = True
+        options["allow_version_mismatch"] = allow_version_mismatch
     return options
 
 
@@ -97,20 +134,24 @@ def loads(
     allow_pickle: bool = True,
     map_location: Any = None,
     trusted: Iterable[str] | None = None,
-    allow_version_mismatch: bool = False,
+    allow_version_mismatch: VersionMismatch = False,
+    purpose: str | None = None,
     registry: Registry | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """Decode a bundle made by :func:`dumps`. With ``key``, the signature must match.
+    """Decode a bundle made by :func:`dumps`. With ``key``, the signature must match;
+    with ``purpose``, the bundle must have been written for that purpose.
 
     ``allow_pickle=False`` never unpickles anything: a bundle that needs pickle is refused.
     ``map_location`` places torch tensors (default: the CPU); ``trusted`` names extra
-    types scikit-learn estimators may contain (skops); ``allow_version_mismatch`` loads an
-    estimator written by another scikit-learn version, with a warning, instead of
-    refusing it. ``options`` are handed to third-party codecs as they are.
+    types scikit-learn estimators may contain (skops). A part written under a library
+    version its codec cannot vouch for (a newer xgboost, another scikit-learn ...) is
+    refused naming both versions; ``allow_version_mismatch=True`` loads it with a warning,
+    ``"verify"`` loads it only if its recorded behaviour is reproduced here (codecs that
+    record one). ``options`` are handed to third-party codecs as they are.
     """
     opts = _options(map_location, trusted, allow_version_mismatch, options)
-    return _decode(ZipSource(data), key, allow_pickle, registry, opts)
+    return _decode(lambda: ZipSource(data), key, allow_pickle, registry, opts, purpose)
 
 
 def _fs(
@@ -125,16 +166,19 @@ def save(
     uri: str | os.PathLike[str],
     *,
     key: Key | None = None,
+    purpose: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
 ) -> Manifest:
     """Write ``obj`` as a bundle folder at ``uri`` (any fsspec URI); return its manifest.
 
-    The manifest is written last and atomically: until it exists, there is no bundle.
+    The bundle is published in one step (locally: written aside, then renamed into place;
+    on object stores: the manifest last), so a reader sees the old bundle or the new one.
     An existing bundle at ``uri`` is replaced; a folder with other files is refused.
+    ``key`` and ``purpose`` are those of :func:`dumps`.
     """
     fs, path, _ = _fs(uri, storage_options)
-    return _encode(obj, FolderSink(fs, path), key, registry)
+    return _encode(obj, FolderSink(fs, path), key, registry, purpose)
 
 
 def load(
@@ -145,7 +189,8 @@ def load(
     storage_options: Mapping[str, Any] | None = None,
     map_location: Any = None,
     trusted: Iterable[str] | None = None,
-    allow_version_mismatch: bool = False,
+    allow_version_mismatch: VersionMismatch = False,
+    purpose: str | None = None,
     registry: Registry | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
@@ -153,7 +198,7 @@ def load(
     ``key``). The other arguments are those of :func:`loads`."""
     fs, path, text = _fs(uri, storage_options)
     opts = _options(map_location, trusted, allow_version_mismatch, options)
-    return _decode(FolderSource(fs, path, text), key, allow_pickle, registry, opts)
+    return _decode(lambda: FolderSource(fs, path, text), key, allow_pickle, registry, opts, purpose)
 
 
 def inspect(
@@ -168,4 +213,7 @@ def inspect(
     else:
         fs, path, text = _fs(uri_or_bytes, storage_options)
         source = FolderSource(fs, path, text)
-    return parse_manifest(source.read_manifest(), source.description)
+    try:
+        return parse_manifest(source.read_manifest(), source.description)
+    finally:
+        source.close()

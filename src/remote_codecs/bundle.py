@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO
 from .codec import Buffer, Codec
 from .errors import DeserializationError, IntegrityError, SerializationError
 from .registry import BUILTIN_PROVIDER, Registry, type_name
-from .storage import FileRecord, HashingWriter, Sink, Source
+from .storage import MANIFEST, FileRecord, HashingWriter, Sink, Source, check_name
 
 __all__ = ["FORMAT_VERSION", "BundleReader", "BundleWriter", "Manifest", "PartInfo"]
 
@@ -35,8 +36,12 @@ def _key_bytes(key: Key | None) -> bytes | None:
     if key is None:
         return None
     if isinstance(key, str):
-        return key.encode()
+        return _key_bytes(key.encode())
     if isinstance(key, (bytes, bytearray)):
+        if not key:
+            raise ValueError(
+                "key is empty: pass a secret (for example secrets.token_bytes(32)), or key=None"
+            )
         return bytes(key)
     raise TypeError(f"key must be bytes or str, got {type(key).__name__}")
 
@@ -122,6 +127,12 @@ class Manifest:
     @property
     def producer(self) -> dict[str, Any]:
         return dict(self.raw.get("producer", {}))
+
+    @property
+    def purpose(self) -> str | None:
+        """What the bundle was written for (signed with it), e.g. ``"<job>/results"``."""
+        found = self.raw.get("purpose")
+        return found if isinstance(found, str) else None
 
     @property
     def signed(self) -> bool:
@@ -235,7 +246,12 @@ class _PartWriter:
 class BundleWriter:
     """Collects parts into a sink and commits the manifest."""
 
-    def __init__(self, sink: Sink, registry: Registry, key: Key | None = None) -> None:
+    def __init__(
+        self, sink: Sink, registry: Registry, key: Key | None = None, purpose: str | None = None
+    ) -> None:
+        if purpose is not None and not isinstance(purpose, str):
+            raise TypeError(f"purpose must be a str, got {type(purpose).__name__}")
+        self.purpose = purpose
         self.sink = sink
         self.registry = registry
         self.key = _key_bytes(key)
@@ -291,8 +307,10 @@ class BundleWriter:
     def commit(self, skeleton: dict[str, Any]) -> Manifest:
         libraries = {"cloudpickle"} if skeleton["kind"] == "pickle" else set()
         libraries |= self._libraries
-        manifest: dict[str, Any] = {
-            "format": FORMAT_VERSION,
+        manifest: dict[str, Any] = {"format": FORMAT_VERSION}
+        if self.purpose is not None:
+            manifest["purpose"] = self.purpose
+        manifest |= {
             "skeleton": skeleton,
             "parts": self.parts,
             "producer": {
@@ -317,11 +335,120 @@ class BundleWriter:
 
 # -- reading --------------------------------------------------------------------------------
 
+# Loading code pickled by value (functions, lambdas, classes defined in __main__) under
+# another Python minor version can crash the interpreter: cloudpickle's code objects are
+# tied to the bytecode of the version that wrote them. These names mark such a stream.
+_CODE_MARKERS = (b"CodeType", b"_make_function", b"_make_skeleton_class")
+
+
+def _python_minor(version: Any) -> str | None:
+    if not isinstance(version, str):
+        return None
+    parts = version.split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 else None
+
+
+def check_pickled_code(data: bytes | memoryview, producer: Mapping[str, Any], where: str) -> None:
+    """Refuse a pickle stream holding code by value written by another Python minor."""
+    written = _python_minor(producer.get("python"))
+    here = "{}.{}".format(*sys.version_info[:2])
+    if written is None or written == here:
+        return
+    blob = bytes(data) if isinstance(data, memoryview) else data
+    if any(marker in blob for marker in _CODE_MARKERS):
+        raise DeserializationError(
+            f"{where}: it holds Python code pickled by value (a function, lambda or class "
+            f"defined in a script or notebook) under Python {written}, and this is Python "
+            f"{here}: such code cannot run on another minor version. Load it with Python "
+            f"{written}, or define the code in an importable module"
+        )
+
+
+def _release(version: Any) -> tuple[int, ...] | None:
+    """The numeric release of a version string: '2.13.0+cpu' -> (2, 13, 0)."""
+    if not isinstance(version, str):
+        return None
+    out = []
+    for piece in version.split("+")[0].split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        out.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    return tuple(out) or None
+
+
+def installed_version(library: str) -> str | None:
+    """The installed version of ``library`` (a distribution name), or None."""
+    found = _dist_version(library)
+    if found is None:
+        for alt in (f"{library}-cpu", f"{library}-gpu"):
+            found = _dist_version(alt)
+            if found is not None:
+                break
+    return found
+
+
+POLICIES = ("stable", "no-newer", "same")
+
+
+def check_version_policy(
+    codec: Codec, written: str | None, allow: Any, where: str, part_id: int
+) -> None:
+    """Apply ``codec.version_policy`` to a part written under ``written`` (a version of
+    ``codec.library``), before anything is decoded."""
+    policy = getattr(codec, "version_policy", "no-newer")
+    if policy == "stable" or not codec.library or written is None:
+        return
+    here = installed_version(codec.library)
+    w, h = _release(written), _release(here)
+    if w is None or h is None:
+        return
+    if policy == "same":
+        if w == h:
+            return
+        what = "another"
+    elif policy == "no-newer":
+        if w <= h:
+            return
+        what = "a newer"
+    else:
+        raise DeserializationError(
+            f"codec {codec.id!r} declares an unknown version_policy {policy!r} "
+            f"(one of {', '.join(POLICIES)})"
+        )
+    message = (
+        f"{where}: part {part_id} ({codec.id}) was written by {what} {codec.library} "
+        f"({written}) than this one ({here})"
+    )
+    if not allow:
+        verify = " or 'verify'" if getattr(codec, "verifies", False) else ""
+        raise DeserializationError(
+            f"{message}, and may load differently. Install {codec.library}=={written} to "
+            f"load it, or pass allow_version_mismatch=True{verify} to load it anyway"
+        )
+    if allow == "verify":
+        if not getattr(codec, "verifies", False):
+            raise DeserializationError(
+                f"{message}; allow_version_mismatch='verify' was asked, but this codec "
+                "cannot verify its parts; pass allow_version_mismatch=True to load it anyway"
+            )
+        return  # the codec verifies the decoded object itself
+    import warnings
+
+    warnings.warn(f"{message}; loading anyway (allow_version_mismatch=True)", stacklevel=4)
+
 
 class _PartReader:
-    def __init__(self, reader: BundleReader, part: PartInfo) -> None:
+    def __init__(self, reader: BundleReader, part: PartInfo, codec: Codec) -> None:
         self._reader = reader
         self._part = part
+        self._codec = codec
         self._files = {f.name[len(str(part.id)) :]: f for f in part.files}
 
     @property
@@ -331,6 +458,13 @@ class _PartReader:
     @property
     def options(self) -> Mapping[str, Any]:
         return self._reader.options
+
+    @property
+    def written_version(self) -> str | None:
+        """The version of the codec's library that wrote this part, as the manifest says."""
+        lib = self._codec.library
+        found = self._reader.manifest.producer.get("libraries", {}).get(lib) if lib else None
+        return found if isinstance(found, str) else None
 
     def _record(self, suffix: str) -> FileRecord:
         try:
@@ -351,17 +485,23 @@ class _PartReader:
         self._reader.source.read_into(self._record(suffix), buffers)
 
     def unpickle(self, suffix: str) -> Any:
+        where = f"{self._reader.source.description}: part {self._part.id} ({self._part.codec})"
         if not self.allow_pickle:
-            raise DeserializationError(
-                f"part {self._part.id} ({self._part.codec}) needs pickle, and allow_pickle=False"
-            )
+            raise DeserializationError(f"{where} needs pickle, and allow_pickle=False")
         import pickle
 
-        return pickle.loads(self.read(suffix))
+        data = self.read(suffix)
+        check_pickled_code(data, self._reader.manifest.producer, where)
+        return pickle.loads(data)
 
 
 class BundleReader:
-    """Parses, verifies and audits a manifest; decodes parts on demand (each once)."""
+    """Parses, verifies and audits a manifest; decodes parts on demand (each once).
+
+    Everything is checked before a byte of a part is decoded: the manifest (size,
+    structure, file names), the signature and purpose, every codec id and version, the
+    files themselves (regular files of their recorded sizes), and pickle permission.
+    """
 
     def __init__(
         self,
@@ -371,6 +511,7 @@ class BundleReader:
         key: Key | None = None,
         allow_pickle: bool = True,
         options: Mapping[str, Any] | None = None,
+        purpose: str | None = None,
     ) -> None:
         self.source = source
         self.registry = registry
@@ -378,6 +519,7 @@ class BundleReader:
         self.options: Mapping[str, Any] = dict(options or {})
         self.manifest = parse_manifest(source.read_manifest(), source.description)
         verify_signature(self.manifest.raw, _key_bytes(key), source.description)
+        check_purpose(self.manifest.raw, purpose, source.description)
         self._parts = self.manifest.parts
         self._decoded: dict[int, Any] = {}
         self._lock = threading.RLock()
@@ -398,32 +540,52 @@ class BundleReader:
                 "load it with allow_pickle=True only if you trust its producer"
             )
         codecs: dict[int, Codec] = {}
+        libraries = self.manifest.producer.get("libraries") or {}
+        allow = self.options.get("allow_version_mismatch")
         for part in self._parts:
             codec = self.registry.get(part.codec, provider_hint=part.provider)
             if part.codec_version > codec.version:
                 raise DeserializationError(
                     f"{where}: part {part.id} was written by codec {part.codec!r} format "
                     f"v{part.codec_version}; this installation reads up to v{codec.version}. "
-                    f"Upgrade {part.provider or 'remote-runtime'}."
+                    f"Upgrade {codec_provider(self.registry, codec)}."
                 )
+            if not self.allow_pickle and codec.needs_pickle:
+                raise DeserializationError(
+                    f"{where}: part {part.id} ({part.codec}) needs pickle to load, "
+                    "and allow_pickle=False"
+                )
+            written = libraries.get(codec.library) if codec.library else None
+            check_version_policy(
+                codec, written if isinstance(written, str) else None, allow, where, part.id
+            )
             codecs[part.id] = codec
+        self.source.check(self.records())
         return codecs
 
     def part(self, part_id: int) -> Any:
         """The decoded object of part ``part_id`` (decoded once, then shared)."""
         with self._lock:
+            if type(part_id) is not int or not 0 <= part_id < len(self._parts):
+                raise DeserializationError(
+                    f"{self.source.description}: reference to unknown part {str(part_id)[:40]!r}"
+                )
             if part_id in self._decoded:
                 return self._decoded[part_id]
-            if not isinstance(part_id, int) or not 0 <= part_id < len(self._parts):
-                raise DeserializationError(
-                    f"{self.source.description}: reference to unknown part {part_id!r}"
-                )
             part = self._parts[part_id]
             codec = self._codecs[part_id]
             try:
-                obj = codec.decode(_PartReader(self, part), part.meta, part.codec_version)
-            except (DeserializationError, MemoryError):
+                obj = codec.decode(_PartReader(self, part, codec), part.meta, part.codec_version)
+            except DeserializationError:
                 raise
+            except MemoryError:
+                raise DeserializationError(
+                    f"{self.source.description}: part {part_id} ({part.codec}) does not fit in memory"
+                ) from None
+            except RecursionError:
+                raise DeserializationError(
+                    f"{self.source.description}: part {part_id} ({part.codec}) is nested too deeply"
+                ) from None
             except Exception as exc:
                 raise DeserializationError(
                     f"{self.source.description}: part {part_id} ({part.codec}) could not be decoded: "
@@ -437,18 +599,71 @@ class BundleReader:
         out = [f for p in self._parts for f in p.files]
         sk = self.manifest.raw["skeleton"]
         if sk["kind"] == "pickle":
-            out.append(FileRecord(str(sk["file"]), int(sk["size"]), str(sk["digest"])))
+            out.append(_skeleton_record(sk))
         return out
 
     def skeleton_bytes(self) -> bytes:
-        sk = self.manifest.raw["skeleton"]
-        record = FileRecord(str(sk["file"]), int(sk["size"]), str(sk["digest"]))
-        return self.source.read(record)
+        data = self.source.read(_skeleton_record(self.manifest.raw["skeleton"]))
+        check_pickled_code(
+            data, self.manifest.producer, f"{self.source.description}: the pickled skeleton"
+        )
+        return data
+
+
+def codec_provider(registry: Registry, codec: Codec) -> str:
+    return registry.provider(codec.id) or "remote-runtime"
+
+
+def _skeleton_record(sk: Mapping[str, Any]) -> FileRecord:
+    return FileRecord(str(sk["file"]), int(sk["size"]), str(sk["digest"]))
+
+
+_DIGEST = re.compile(r"^(blake3|sha256):[0-9a-f]{64}$")
+MAX_DEPTH = 128  # nesting of a manifest (skeleton and codec metadata)
+MAX_PARTS = 1_000_000
+
+
+def _depth_exceeds(node: Any, limit: int) -> bool:
+    stack = [(node, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return False
+
+
+def _malformed(where: str, what: str) -> DeserializationError:
+    return DeserializationError(f"{where}: manifest is malformed ({what}); not a valid bundle")
+
+
+def _check_files(files: Any, where: str, owner: str, prefix: str, seen: set[str]) -> None:
+    if not isinstance(files, list):
+        raise _malformed(where, f"{owner}: files is not a list")
+    for f in files:
+        if not isinstance(f, dict):
+            raise _malformed(where, f"{owner}: a file record is not an object")
+        name = check_name(f.get("name"), where)
+        if not name.startswith(prefix) or name in seen or name == MANIFEST:
+            raise _malformed(where, f"{owner}: file name {name!r} is not its own")
+        seen.add(name)
+        size = f.get("size")
+        if type(size) is not int or size < 0:
+            raise _malformed(where, f"{owner}: {name} has no valid size")
+        if not isinstance(f.get("digest"), str) or not _DIGEST.match(f["digest"]):
+            raise _malformed(where, f"{owner}: {name} has no valid digest")
 
 
 def parse_manifest(data: bytes, where: str) -> Manifest:
     try:
         raw = json.loads(data)
+    except RecursionError:
+        raise DeserializationError(
+            f"{where}: manifest is nested too deeply; not a bundle"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DeserializationError(
             f"{where}: manifest is not valid JSON ({exc}); the bundle is corrupted"
@@ -456,22 +671,49 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
     if not isinstance(raw, dict) or "format" not in raw:
         raise DeserializationError(f"{where}: manifest has no format version; not a bundle")
     fmt = raw["format"]
-    if fmt not in SUPPORTED_FORMATS:
+    if type(fmt) is not int or fmt not in SUPPORTED_FORMATS:
         raise DeserializationError(
-            f"{where}: bundle format {fmt!r} is not supported by this installation "
+            f"{where}: bundle format {str(fmt)[:20]} is not supported by this installation "
             f"(it reads {', '.join(map(str, SUPPORTED_FORMATS))}); upgrade remote-runtime"
         )
-    try:
-        manifest = Manifest(raw)
-        manifest.parts  # noqa: B018  (validates the part records)
-        kind = manifest.skeleton_kind
-    except (KeyError, TypeError, ValueError) as exc:
+    if _depth_exceeds(raw, MAX_DEPTH):
         raise DeserializationError(
-            f"{where}: manifest is malformed ({type(exc).__name__}: {exc})"
-        ) from None
-    if kind not in ("json", "pickle"):
-        raise DeserializationError(f"{where}: unknown skeleton kind {kind!r}")
-    return manifest
+            f"{where}: manifest is nested more than {MAX_DEPTH} levels deep; not a bundle"
+        )
+    parts, skeleton = raw.get("parts"), raw.get("skeleton")
+    if not isinstance(parts, list) or len(parts) > MAX_PARTS:
+        raise _malformed(where, "parts is not a list")
+    if not isinstance(skeleton, dict) or skeleton.get("kind") not in ("json", "pickle"):
+        kind = skeleton.get("kind") if isinstance(skeleton, dict) else None
+        raise DeserializationError(f"{where}: unknown skeleton kind {str(kind)[:40]!r}")
+    if "purpose" in raw and not isinstance(raw["purpose"], str):
+        raise _malformed(where, "purpose is not a string")
+    if not isinstance(raw.get("producer", {}), dict) or not isinstance(
+        raw.get("producer", {}).get("libraries", {}), dict
+    ):
+        raise _malformed(where, "producer is not an object")
+    seen: set[str] = set()
+    for index, p in enumerate(parts):
+        if not isinstance(p, dict) or p.get("id") != index or type(p.get("id")) is not int:
+            raise _malformed(where, f"part {index} is not numbered {index}")
+        if not isinstance(p.get("codec"), str) or type(p.get("codec_version")) is not int:
+            raise _malformed(where, f"part {index} has no codec id and version")
+        if not isinstance(p.get("meta", {}), dict) or not isinstance(p.get("type", ""), str):
+            raise _malformed(where, f"part {index}: meta is not an object")
+        _check_files(p.get("files", []), where, f"part {index}", str(index), seen)
+    if skeleton["kind"] == "pickle":
+        if skeleton.get("file") != "skeleton.pkl":
+            raise _malformed(where, "the pickled skeleton is not skeleton.pkl")
+        _check_files(
+            [{k: skeleton.get(k) for k in ("name", "size", "digest")} | {"name": "skeleton.pkl"}],
+            where,
+            "skeleton",
+            "skeleton",
+            seen,
+        )
+    elif "value" not in skeleton:
+        raise _malformed(where, "the JSON skeleton has no value")
+    return Manifest(raw)
 
 
 def verify_signature(raw: Mapping[str, Any], key: bytes | None, where: str) -> None:
@@ -486,7 +728,21 @@ def verify_signature(raw: Mapping[str, Any], key: bytes | None, where: str) -> N
         raise IntegrityError(
             f"{where}: the bundle is not signed, but a key was given; refusing to load it"
         )
-    if not hmac.compare_digest(sig["value"], _sign(key, raw)):
+    if not hmac.compare_digest(sig["value"].encode(), _sign(key, raw).encode()):
         raise IntegrityError(
-            f"{where}: signature mismatch: the bundle was signed with another key, or tampered with"
+            f"{where}: signature mismatch: the bundle was signed with another key, or tampered "
+            "with, so it is refused"
+        )
+
+
+def check_purpose(raw: Mapping[str, Any], purpose: str | None, where: str) -> None:
+    """Refuse a bundle written for another purpose (another job, or another role)."""
+    if purpose is None:
+        return
+    found = raw.get("purpose")
+    if found != purpose:
+        shown = "no purpose" if found is None else f"the purpose {str(found)[:120]!r}"
+        raise IntegrityError(
+            f"{where}: the bundle was written with {shown}, but it is loaded as "
+            f"{purpose!r}: a bundle cannot stand in for another; refusing to load it"
         )

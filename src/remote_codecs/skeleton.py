@@ -25,6 +25,7 @@ from .registry import Rejection, type_name
 __all__ = ["decode_skeleton", "encode_skeleton", "find_path"]
 
 _SCALARS = (str, int, bool, type(None))
+JSON_DEPTH = 96  # a JSON skeleton nests at most this deep (manifests are capped at 128)
 
 
 class _NeedsPickle(Exception):
@@ -61,6 +62,8 @@ class _JsonEncoder:
         tp = type(obj)
         if tp in _SCALARS:
             return obj
+        if len(stack) >= JSON_DEPTH:
+            raise _NeedsPickle  # deeper structures take the pickle skeleton
         if tp is float:
             return obj if math.isfinite(obj) else {"$float": repr(obj)}
         if tp is list or tp is tuple or tp is dict or tp is set or tp is frozenset:
@@ -221,7 +224,17 @@ def _find_unpicklable(obj: Any, path: str, depth: int = 0) -> tuple[str, Any] | 
 def decode_skeleton(reader: BundleReader) -> Any:
     sk = reader.manifest.raw["skeleton"]
     if sk["kind"] == "json":
-        return _decode_json(sk["value"], reader)
+        try:
+            return _decode_json(sk["value"], reader)
+        except DeserializationError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as exc:
+            # binascii.Error is a ValueError; an unhashable key a TypeError
+            raise DeserializationError(
+                f"{reader.source.description}: the skeleton is malformed "
+                f"({type(exc).__name__}: {str(exc)[:200]}); the bundle is corrupted or was "
+                "tampered with"
+            ) from None
     data = reader.skeleton_bytes()  # verified before anything is unpickled
     try:
         return _Unpickler(io.BytesIO(data), reader).load()
@@ -256,9 +269,14 @@ def _decode_json(node: Any, reader: BundleReader) -> Any:
     return {k: _decode_json(v, reader) for k, v in node.items()}
 
 
+_LIST_TAGS = frozenset({"$tuple", "$dict", "$set", "$frozenset", "$complex"})
+
+
 def _decode_tag(tag: str, value: Any, reader: BundleReader) -> Any:
     if tag == "$part":
         return reader.part(value)
+    if tag in _LIST_TAGS and type(value) is not list:
+        raise TypeError(f"{tag} holds a {type(value).__name__}, not a list")
     if tag == "$tuple":
         return tuple(_decode_json(v, reader) for v in value)
     if tag == "$dict":
@@ -268,8 +286,12 @@ def _decode_tag(tag: str, value: Any, reader: BundleReader) -> Any:
     if tag == "$frozenset":
         return frozenset(_decode_json(v, reader) for v in value)
     if tag == "$float":
+        if value not in ("nan", "inf", "-inf"):
+            raise ValueError(f"$float holds {str(value)[:20]!r}")
         return float(value)
     if tag == "$odict":
+        if type(value) is not dict or type(value.get("items")) is not list:
+            raise TypeError("$odict holds no item list")
         out: OrderedDict[Any, Any] = OrderedDict(
             (_decode_json(k, reader), _decode_json(v, reader)) for k, v in value["items"]
         )
@@ -277,9 +299,12 @@ def _decode_tag(tag: str, value: Any, reader: BundleReader) -> Any:
             out._metadata = _decode_json(value["metadata"], reader)  # type: ignore[attr-defined]
         return out
     if tag == "$complex":
-        return complex(_decode_json(value[0], reader), _decode_json(value[1], reader))
+        real, imag = (_decode_json(v, reader) for v in value)
+        if type(real) is not float or type(imag) is not float:
+            raise TypeError("$complex holds no pair of floats")
+        return complex(real, imag)
     if tag == "$bytes":
-        return base64.b64decode(value)
+        return base64.b64decode(value, validate=True)
     if tag == "$bytearray":
-        return bytearray(base64.b64decode(value))
+        return bytearray(base64.b64decode(value, validate=True))
     raise DeserializationError(f"{reader.source.description}: unknown skeleton tag {tag!r}")

@@ -140,6 +140,25 @@ class HashingWriter(io.RawIOBase):
         super().close()
 
 
+# -- names and limits ---------------------------------------------------------------------
+
+# A bundle's file names come from its manifest, which an attacker may have written: they
+# must be plain names inside the bundle (no separators, no "..", no absolute paths, no
+# control characters), checked before any path is built from them.
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+MAX_MANIFEST = 64 << 20  # bytes; a manifest is JSON metadata, far below this
+
+
+def check_name(name: Any, where: str) -> str:
+    """``name`` if it is a safe bundle file name, else DeserializationError."""
+    if not isinstance(name, str) or not _FILE_NAME.match(name) or ".." in name:
+        raise DeserializationError(
+            f"{where}: the manifest names the file {str(name)[:80]!r}, which is not a plain "
+            "file name inside the bundle; the bundle is corrupted or was tampered with"
+        )
+    return name
+
+
 # -- sinks ------------------------------------------------------------------------------
 
 
@@ -157,35 +176,39 @@ class Sink:
 
 
 class FolderSink(Sink):
-    """A bundle as a folder on any fsspec filesystem; the manifest is written last, atomically."""
+    """A bundle as a folder on any fsspec filesystem, published in one step.
+
+    Locally the bundle is written into a temporary sibling folder and moved into place
+    with one rename (an atomic exchange when a bundle is already there), so concurrent
+    writers leave one whole bundle and a reader sees the old bundle or the new one. On
+    object stores the manifest is written last, in one PUT.
+    """
 
     def __init__(self, fs: Any, path: str) -> None:
         self.fs = fs
-        self.path = path.rstrip("/")
+        self.path = path.rstrip("/") or "/"
         self.local = _is_local(fs)
         self._written: list[str] = []
         self._uploads: list[_Spool] = []
+        self._tmp: str | None = None
         self._prepare()
 
     def _join(self, name: str) -> str:
-        return f"{self.path}/{name}"
+        return f"{self._tmp or self.path}/{name}"
 
     def _prepare(self) -> None:
         fs, path = self.fs, self.path
         if self.local:
-            if os.path.isdir(path):
-                names = os.listdir(path)
-                self._check_replaceable(names)
-                if MANIFEST in names:
-                    os.remove(self._join(MANIFEST))  # the old bundle stops existing first
-                for name in names:
-                    if name != MANIFEST:
-                        os.remove(self._join(name))
-            elif os.path.exists(path):
-                raise FileExistsError(
-                    f"{path} exists and is not a folder: cannot save a bundle there"
-                )
-            os.makedirs(path, exist_ok=True)
+            if os.path.lexists(path):
+                if not os.path.isdir(path) or os.path.islink(path):
+                    raise FileExistsError(
+                        f"{path} exists and is not a folder: cannot save a bundle there"
+                    )
+                self._check_replaceable(os.listdir(path))
+            parent, base = os.path.split(path)
+            os.makedirs(parent, exist_ok=True)
+            self._tmp = os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
+            os.mkdir(self._tmp, 0o755)
             return
         try:
             names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
@@ -211,7 +234,8 @@ class FolderSink(Sink):
         path = self._join(name)
         self._written.append(path)
         if self.local:
-            return HashingWriter(open(path, "wb"), name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+            return HashingWriter(os.fdopen(fd, "wb"), name)
         spool = _Spool(self.fs, path)
         self._uploads.append(spool)
         return HashingWriter(spool, name)  # type: ignore[arg-type]
@@ -221,6 +245,11 @@ class FolderSink(Sink):
             spool.wait()
 
     def abort(self) -> None:
+        if self.local:
+            if self._tmp is not None:
+                _remove_tree(self._tmp)
+                self._tmp = None
+            return
         for spool in self._uploads:
             try:
                 spool.wait()
@@ -228,23 +257,102 @@ class FolderSink(Sink):
                 pass
         for path in self._written:
             try:
-                if self.local:
-                    os.remove(path)
-                else:
-                    self.fs.rm_file(path)
-            except OSError:
+                self.fs.rm_file(path)
+            except Exception:
                 pass
 
     def commit(self, manifest: bytes) -> None:
-        final = self._join(MANIFEST)
         self._wait_uploads()  # every part is stored before the manifest makes them a bundle
-        if self.local:
-            tmp = self._join(f".manifest.json.tmp-{uuid.uuid4().hex[:12]}")
-            with open(tmp, "wb") as f:
-                f.write(manifest)
-            os.replace(tmp, final)
-        else:
-            self.fs.pipe_file(final, manifest)  # one PUT: atomic on object stores
+        if not self.local:
+            self.fs.pipe_file(f"{self.path}/{MANIFEST}", manifest)  # one PUT: atomic
+            return
+        assert self._tmp is not None
+        fd = os.open(self._join(MANIFEST), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(manifest)
+        tmp, self._tmp = self._tmp, None
+        _publish(tmp, self.path)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a folder we made (a symlink put in its place is removed, never followed)."""
+    import shutil
+
+    if os.path.islink(path):
+        os.unlink(path)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_renameat2: Any = None
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = False
+        if os.uname().sysname == "Linux":
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = getattr(libc, "renameat2", None)
+            if fn is not None:
+                fn.argtypes = [
+                    ctypes.c_int,
+                    ctypes.c_char_p,
+                    ctypes.c_int,
+                    ctypes.c_char_p,
+                    ctypes.c_uint,
+                ]
+                _renameat2 = fn
+    if not _renameat2:
+        return False
+    import ctypes
+
+    at_fdcwd, rename_exchange = -100, 2
+    if _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this filesystem cannot
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Make the finished bundle folder ``tmp`` visible at ``path`` in one step."""
+    for _ in range(100):
+        try:
+            os.rename(tmp, path)  # nothing there yet: one atomic rename
+            return
+        except OSError as exc:
+            if exc.errno not in (17, 39, 21, 20):  # EEXIST, ENOTEMPTY, EISDIR, ENOTDIR
+                raise
+        try:
+            swapped = _exchange(tmp, path)
+        except FileNotFoundError:
+            continue  # the old bundle went away meanwhile: rename again
+        if swapped:
+            _remove_tree(tmp)  # ``tmp`` now names the previous bundle
+            return
+        # No atomic exchange here: move the old bundle aside, then ours in (a reader
+        # retries across the short gap).
+        old = f"{tmp}.old"
+        try:
+            os.rename(path, old)
+        except FileNotFoundError:
+            continue
+        try:
+            os.rename(tmp, path)
+        finally:
+            _remove_tree(old)
+        return
+    raise OSError(f"could not publish the bundle at {path}: it keeps changing")
 
 
 SPOOL_IN_MEMORY = 8 << 20
@@ -335,7 +443,12 @@ class ZipSink(Sink):
 
 
 class Source:
-    """Reads a bundle's manifest and files, verifying each file against its record."""
+    """Reads a bundle's manifest and files, verifying each file against its record.
+
+    ``check`` is the audit of the files themselves: every file named by the manifest
+    exists, is a regular file (never a link, FIFO or device) and has exactly its
+    recorded size, before a byte of it is read or a buffer allocated for it.
+    """
 
     description: str
     _read_error: type[Exception] = OSError  # what the underlying reader raises on corruption
@@ -343,14 +456,35 @@ class Source:
     def read_manifest(self) -> bytes:
         raise NotImplementedError
 
+    def check(self, records: list[FileRecord]) -> None:
+        """Refuse the bundle unless every file is a regular file of its recorded size."""
+
     def prefetch(self, records: list[FileRecord]) -> None:
         """Fetch these files ahead, concurrently (a no-op where reads are local)."""
+
+    def replaced(self) -> bool:
+        """Whether another bundle was published at this place since the manifest was read."""
+        return False
 
     def close(self) -> None:
         """Release what ``prefetch`` kept."""
 
     def _open(self, name: str) -> BinaryIO:
         raise NotImplementedError
+
+    def _mismatch(self, name: str, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"{self.description}: {name} {what}; the bundle is corrupted or was tampered with"
+        )
+
+    def _check_one(self, record: FileRecord, kind_ok: bool, size: int | None, kind: str) -> None:
+        if not kind_ok:
+            raise self._mismatch(record.name, f"is {kind}, not a regular file")
+        if size is not None and size != record.size:
+            what = "truncated" if size < record.size else "longer than recorded"
+            raise self._mismatch(
+                record.name, f"is {what} ({size} bytes; the manifest records {record.size})"
+            )
 
     def read(self, record: FileRecord) -> bytes:
         buf = bytearray(record.size)
@@ -430,54 +564,155 @@ def _readinto_full(f: BinaryIO, view: memoryview) -> int:
     return got
 
 
+def _kind(mode: int) -> str:
+    import stat
+
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a special file"
+
+
+def _too_big_manifest(where: str, size: int) -> DeserializationError:
+    return DeserializationError(
+        f"{where}: {MANIFEST} is {size} bytes, over the {MAX_MANIFEST >> 20} MiB limit; "
+        "not a bundle this library wrote"
+    )
+
+
 class FolderSource(Source):
+    """A bundle folder. Locally every file is opened relative to the folder as it was
+    when the manifest was read (a descriptor), never following a link, never blocking."""
+
     def __init__(self, fs: Any, path: str, description: str) -> None:
         self.fs = fs
-        self.path = path.rstrip("/")
+        self.path = path.rstrip("/") or "/"
         self.local = _is_local(fs)
         self.description = description
+        self._dir_fd: int | None = None
+        self._manifest: bytes | None = None
+        self._fetched: dict[str, str] = {}
+        self._fetched_dir: str | None = None
+
+    def _missing(self) -> DeserializationError:
+        return DeserializationError(
+            f"no bundle at {self.description}: {MANIFEST} is missing "
+            "(the bundle was never written, or its writer did not finish)"
+        )
+
+    def _open_local(self, name: str) -> BinaryIO:
+        import stat
+
+        if self._dir_fd is None:
+            try:
+                self._dir_fd = os.open(self.path, os.O_RDONLY | _DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                raise FileNotFoundError(name) from None
+        try:
+            fd = os.open(name, os.O_RDONLY | _NOFOLLOW | _NONBLOCK, dir_fd=self._dir_fd)
+        except OSError as exc:
+            if exc.errno == 40:  # ELOOP: the name is a symbolic link
+                raise self._mismatch(name, "is a symbolic link") from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise self._mismatch(name, f"is {_kind(st.st_mode)}, not a regular file")
+        return os.fdopen(fd, "rb", buffering=0)
 
     def read_manifest(self) -> bytes:
         try:
             if self.local:
-                with open(f"{self.path}/{MANIFEST}", "rb") as f:
-                    return f.read()
-            data: bytes = self.fs.cat_file(f"{self.path}/{MANIFEST}")
-            return data
+                with self._open_local(MANIFEST) as f:
+                    data = f.read(MAX_MANIFEST + 1)
+            else:
+                info = self.fs.info(f"{self.path}/{MANIFEST}")
+                if info.get("type", "file") != "file":
+                    raise self._mismatch(MANIFEST, "is not a regular file")
+                size = int(info.get("size") or 0)
+                if size > MAX_MANIFEST:
+                    raise _too_big_manifest(self.description, size)
+                data = self.fs.cat_file(f"{self.path}/{MANIFEST}")
         except (FileNotFoundError, NotADirectoryError):
-            raise DeserializationError(
-                f"no bundle at {self.description}: {MANIFEST} is missing "
-                "(the bundle was never written, or its writer did not finish)"
-            ) from None
+            raise self._missing() from None
+        if len(data) > MAX_MANIFEST:
+            raise _too_big_manifest(self.description, len(data))
+        self._manifest = data
+        return data
+
+    def check(self, records: list[FileRecord]) -> None:
+        import stat
+
+        if self.local:
+            if self._dir_fd is None:
+                raise self._missing()
+            for r in records:
+                try:
+                    st = os.stat(r.name, dir_fd=self._dir_fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    raise IntegrityError(
+                        f"{self.description}: part file {r.name} is missing"
+                    ) from None
+                self._check_one(r, stat.S_ISREG(st.st_mode), st.st_size, _kind(st.st_mode))
+            return
+        try:
+            listing = {
+                str(e["name"]).rstrip("/").rsplit("/", 1)[-1]: e
+                for e in self.fs.ls(self.path, detail=True)
+            }
+        except FileNotFoundError:
+            raise self._missing() from None
+        for r in records:
+            entry = listing.get(r.name)
+            if entry is None:
+                raise IntegrityError(f"{self.description}: part file {r.name} is missing")
+            kind = str(entry.get("type", "file"))
+            size = entry.get("size")
+            self._check_one(r, kind == "file", None if size is None else int(size), f"a {kind}")
 
     def prefetch(self, records: list[FileRecord]) -> None:
         if self.local or not records:
             return
         import tempfile
 
-        self._fetched_dir: str | None = tempfile.mkdtemp(prefix="remote-codecs-")
+        self._fetched_dir = tempfile.mkdtemp(prefix="remote-codecs-")
         remote = [f"{self.path}/{r.name}" for r in records]
-        local = [os.path.join(self._fetched_dir, r.name) for r in records]  # type: ignore[arg-type]
+        local = [os.path.join(self._fetched_dir, r.name) for r in records]
         self.fs.get(remote, local)  # concurrent on object stores (s3fs, gcsfs ...)
         self._fetched = {r.name: path for r, path in zip(records, local)}
 
+    def replaced(self) -> bool:
+        try:
+            if self.local:
+                if self._dir_fd is None:
+                    return os.path.isdir(self.path)
+                return os.stat(self.path).st_ino != os.fstat(self._dir_fd).st_ino
+            data = self.fs.cat_file(f"{self.path}/{MANIFEST}")
+            return bool(data != self._manifest)
+        except (OSError, ValueError):
+            return False
+
     def close(self) -> None:
-        folder = getattr(self, "_fetched_dir", None)
-        if folder:
+        if self._fetched_dir:
             import shutil
 
-            shutil.rmtree(folder, ignore_errors=True)
+            shutil.rmtree(self._fetched_dir, ignore_errors=True)
             self._fetched_dir = None
             self._fetched = {}
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     def _open(self, name: str) -> BinaryIO:
-        path = f"{self.path}/{name}"
         if self.local:
-            return open(path, "rb", buffering=0)
-        fetched = getattr(self, "_fetched", {}).get(name)
+            return self._open_local(name)
+        fetched = self._fetched.get(name)
         if fetched is not None:
             return open(fetched, "rb", buffering=0)
-        f: BinaryIO = self.fs.open(path, "rb")
+        f: BinaryIO = self.fs.open(f"{self.path}/{name}", "rb")
         return f
 
 
@@ -496,20 +731,35 @@ class ZipSource(Source):
 
     def read_manifest(self) -> bytes:
         try:
-            return self._zip.read(MANIFEST)
+            info = self._zip.getinfo(MANIFEST)
+            if info.file_size > MAX_MANIFEST:
+                raise _too_big_manifest(self.description, info.file_size)
+            with self._zip.open(info) as f:
+                data = f.read(MAX_MANIFEST + 1)
         except KeyError:
             raise DeserializationError(
                 f"{self.description} has no {MANIFEST}: not a bundle"
             ) from None
-        except (self._read_error, OSError, EOFError) as exc:
+        except (self._read_error, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise DeserializationError(f"{self.description}: manifest unreadable: {exc}") from None
+        if len(data) > MAX_MANIFEST:
+            raise _too_big_manifest(self.description, len(data))
+        return data
+
+    def check(self, records: list[FileRecord]) -> None:
+        for r in records:
+            try:
+                info = self._zip.getinfo(r.name)
+            except KeyError:
+                raise IntegrityError(f"{self.description}: part file {r.name} is missing") from None
+            self._check_one(r, not info.is_dir(), info.file_size, "a folder")
 
     def _open(self, name: str) -> BinaryIO:
         try:
             return self._zip.open(name)  # type: ignore[return-value]
         except KeyError:
             raise FileNotFoundError(name) from None
-        except (self._read_error, OSError) as exc:
+        except (self._read_error, OSError, ValueError, NotImplementedError) as exc:
             raise IntegrityError(f"{self.description}: {name} unreadable: {exc}") from None
 
 
