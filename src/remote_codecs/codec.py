@@ -47,6 +47,10 @@ class PartReader(Protocol):
     def unpickle(self, suffix: str) -> Any:
         """Read and unpickle a file written by :meth:`PartWriter.pickle`; refused in safe mode."""
 
+    @property
+    def written_version(self) -> str | None:
+        """The version of the codec's ``library`` that wrote this part (None if unrecorded)."""
+
 
 class Codec(abc.ABC):
     """Encodes objects of some types into a part and decodes them back.
@@ -59,6 +63,14 @@ class Codec(abc.ABC):
     ``needs_pickle`` declares that loading this codec's parts always needs pickle (so
     ``allow_pickle=False`` refuses them); a codec that pickles only some objects marks
     those parts through ``PartWriter.pickle`` instead.
+
+    ``version_policy`` says how a part written under another version of ``library`` is
+    read; the loader applies it from the manifest before decoding anything:
+    ``"stable"`` (the stored format reads the same under any version: ``.npy``, Arrow
+    IPC), ``"no-newer"`` (a part written by a newer version is refused, naming both,
+    unless the loader passes ``allow_version_mismatch``) or ``"same"`` (any other version
+    is refused unless the loader opts in). ``verifies`` declares that ``decode`` checks a
+    recorded behaviour when the loader passes ``allow_version_mismatch="verify"``.
     """
 
     id: ClassVar[str]
@@ -66,6 +78,8 @@ class Codec(abc.ABC):
     types: ClassVar[tuple[str, ...]] = ()
     library: ClassVar[str | None] = None
     needs_pickle: ClassVar[bool] = False
+    version_policy: ClassVar[str] = "no-newer"
+    verifies: ClassVar[bool] = False
 
     def can_encode(self, obj: Any) -> bool:
         """Whether this object (of a handled type) can be encoded; otherwise it is pickled."""

@@ -14,8 +14,9 @@
 The checks: round trip through ``dumps``/``loads`` and through ``save``/``load`` (a
 folder), the manifest naming the codec's id and version, decoding by id, ``allow_pickle``
 behaving as the codec declares (``Codec.needs_pickle``), a clear error for a format
-version from the future, importing the registration module without importing the
-codec's library, and refusing a second registration of the same id.
+version from the future, a declared version policy that the loader applies, hostile
+metadata never importing or calling what it names, importing the registration module
+without importing the codec's library, and refusing a second registration of the same id.
 """
 
 from __future__ import annotations
@@ -187,6 +188,123 @@ def check_future_version(codec: Codec | type[Codec], samples: Iterable[Any], **_
         )
 
 
+def check_version_policy(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
+    """The codec declares its version policy, and the loader applies it: a part written
+    under a far newer version of its library is refused naming both versions (unless the
+    policy is "stable"), and loads with ``allow_version_mismatch=True``."""
+    from .bundle import POLICIES
+
+    c = _instance(codec)
+    declared = any("version_policy" in vars(k) for k in type(c).__mro__ if k is not Codec)
+    assert declared, f"{c.id}: the codec does not declare version_policy (one of {POLICIES})"
+    assert c.version_policy in POLICIES, f"{c.id}: unknown version_policy {c.version_policy!r}"
+    if not c.library:
+        return
+    registry = _registry(c)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "b"
+        save(next(iter(samples)), folder, registry=registry)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if c.library not in manifest["producer"].get("libraries", {}):
+            raise AssertionError(f"{c.id}: the manifest does not record {c.library}'s version")
+        manifest["producer"]["libraries"][c.library] = "9999.0.0"
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        if c.version_policy == "stable":
+            load(folder, registry=registry)
+            return
+        try:
+            load(folder, registry=registry)
+        except DeserializationError as exc:
+            assert "9999.0.0" in str(exc) and "allow_version_mismatch" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"{c.id}: a part from {c.library} 9999.0.0 loaded silently")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load(folder, registry=registry, allow_version_mismatch=True)
+
+
+_PROBE = "remote_codecs_hostile_probe"
+_HOSTILE: list[Any] = [
+    f"{_PROBE}:run",
+    f"{_PROBE}.Evil",
+    "subprocess:run",
+    "os.system",
+    {"class": f"{_PROBE}:Evil", "params": {"args": ["touch", "x"]}},
+    [f"{_PROBE}:run", -1],
+    -1,
+    2**70,
+    1e308,
+    None,
+    True,
+    "",
+    [],
+    {},
+]
+
+
+class _ImportProbe:
+    """A meta path finder that records attempts to import the probe module."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name.split(".")[0] == _PROBE:
+            self.attempts.append(name)
+        return None
+
+
+def check_hostile_meta(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
+    """A manifest whose metadata for this codec was written by an attacker never makes the
+    codec import or call what it names: loading raises DeserializationError (or, where
+    the value is harmless, loads), never another exception."""
+    c = _instance(codec)
+    registry = _registry(c)
+    probe = _ImportProbe()
+    sys.meta_path.insert(0, probe)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "b"
+            save(next(iter(samples)), folder, registry=registry)
+            original = (folder / "manifest.json").read_text()
+            manifest = json.loads(original)
+            metas = [p.get("meta") or {} for p in manifest["parts"] if p["codec"] == c.id]
+            keys = sorted({k for m in metas for k in m}) or ["class"]
+            variants: list[Callable[[dict[str, Any]], None]] = [
+                lambda p: p.__setitem__("meta", {}),
+                lambda p: p.__setitem__("meta", {"class": f"{_PROBE}:Evil"}),
+            ]
+            for key in keys:
+                for value in _HOSTILE:
+                    variants.append(
+                        lambda p, k=key, v=value: p.__setitem__(
+                            "meta", {**(p.get("meta") or {}), k: v}
+                        )
+                    )
+            for change in variants:
+                edited = json.loads(original)
+                for part in edited["parts"]:
+                    if part["codec"] == c.id:
+                        change(part)
+                (folder / "manifest.json").write_text(json.dumps(edited))
+                try:
+                    load(folder, registry=registry, allow_pickle=False)
+                except DeserializationError:
+                    pass
+                except Exception as exc:
+                    raise AssertionError(
+                        f"{c.id}: hostile meta {edited['parts'][0].get('meta')!r} raised "
+                        f"{type(exc).__name__}: {exc}, not DeserializationError"
+                    ) from exc
+                assert not probe.attempts, (
+                    f"{c.id}: hostile meta made the codec import {probe.attempts[0]!r}"
+                )
+    finally:
+        sys.meta_path.remove(probe)
+
+
 def check_lazy_import(
     codec: Codec | type[Codec],
     samples: Iterable[Any],
@@ -235,6 +353,8 @@ _CHECKS: list[Check] = [
     check_decode_by_id,
     check_safe_mode,
     check_future_version,
+    check_version_policy,
+    check_hostile_meta,
     check_lazy_import,
     check_duplicate_id,
 ]

@@ -10,6 +10,7 @@ INLINE_LIMIT = 64 << 10  # bytes up to this size stay inline in the skeleton
 
 
 class BytesCodec(Codec):
+    version_policy = "stable"  # raw bytes: no library involved
     """``bytes`` / ``bytearray`` larger than 64 KiB, stored as they are. No pickle."""
 
     id = "bytes/raw"
