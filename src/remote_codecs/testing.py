@@ -272,22 +272,19 @@ def check_hostile_meta(codec: Codec | type[Codec], samples: Iterable[Any], **_: 
             manifest = json.loads(original)
             metas = [p.get("meta") or {} for p in manifest["parts"] if p["codec"] == c.id]
             keys = sorted({k for m in metas for k in m}) or ["class"]
-            variants: list[Callable[[dict[str, Any]], None]] = [
-                lambda p: p.__setitem__("meta", {}),
-                lambda p: p.__setitem__("meta", {"class": f"{_PROBE}:Evil"}),
+            variants: list[dict[str, Any] | tuple[str, Any]] = [
+                {},
+                {"class": f"{_PROBE}:Evil"},
+                *((key, value) for key in keys for value in _HOSTILE),
             ]
-            for key in keys:
-                for value in _HOSTILE:
-                    variants.append(
-                        lambda p, k=key, v=value: p.__setitem__(
-                            "meta", {**(p.get("meta") or {}), k: v}
-                        )
-                    )
             for change in variants:
                 edited = json.loads(original)
                 for part in edited["parts"]:
                     if part["codec"] == c.id:
-                        change(part)
+                        if isinstance(change, dict):
+                            part["meta"] = change
+                        else:
+                            part["meta"] = {**(part.get("meta") or {}), change[0]: change[1]}
                 (folder / "manifest.json").write_text(json.dumps(edited))
                 try:
                     load(folder, registry=registry, allow_pickle=False)

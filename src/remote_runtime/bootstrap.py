@@ -279,12 +279,20 @@ def _run_function(
 
     try:
         function = rc.load(
-            paths.bundle("function"), key=key, storage_options=paths.store.storage_options or None
+            paths.bundle("function"),
+            key=key,
+            purpose=J.purpose(paths.name, "function"),
+            storage_options=paths.store.storage_options or None,
         )
         arguments = rc.load(
-            paths.bundle("arguments"), key=key, storage_options=paths.store.storage_options or None
+            paths.bundle("arguments"),
+            key=key,
+            purpose=J.purpose(paths.name, "arguments"),
+            storage_options=paths.store.storage_options or None,
         )
         args, kwargs = arguments["args"], arguments["kwargs"]
+        if not callable(function) or type(args) is not list or type(kwargs) is not dict:
+            raise rc.DeserializationError("function/ or arguments/ do not hold a call")
     except rc.DeserializationError as exc:
         return _fail(paths, J.EXIT_INTEGRITY, exc)
     except Exception as exc:
@@ -315,6 +323,7 @@ def _run_function(
             value,
             paths.bundle("results"),
             key=key,
+            purpose=J.purpose(paths.name, "results"),
             storage_options=paths.store.storage_options or None,
         )
     except rc.SerializationError as exc:
@@ -339,6 +348,7 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
         record,
         paths.bundle("exception"),
         key=key,
+        purpose=J.purpose(paths.name, "exception"),
         storage_options=paths.store.storage_options or None,
     )
     paths.write_status(

@@ -38,7 +38,7 @@ def _job(args: argparse.Namespace, name: str) -> Job:
     paths = J.JobPaths(store_for(settings), J.check_job_name(name))
     if not paths.store.exists(paths.spec):
         raise SystemExit(f"error: no job named {name!r} under {paths.store.uri}")
-    return Job(paths, recall_key(name), settings)
+    return Job(paths, recall_key(name, paths.read_spec()), settings)
 
 
 def _when(stamp: float | None) -> str:

@@ -94,9 +94,24 @@ def job_key(name: str) -> bytes:
     return hmac.new(_client_key(), name.encode(), hashlib.sha256).digest()
 
 
-def recall_key(name: str) -> bytes | None:
-    """The key of a job if this machine submitted it (else None: its signature cannot be checked)."""
-    return job_key(name) if os.path.exists(os.path.join(J.cache_dir(), "client.key")) else None
+def key_id() -> str:
+    """A public fingerprint of this machine's client key, recorded in job.json: a client
+    that holds another key knows it cannot verify the job (never a secret)."""
+    import hashlib
+    import hmac
+
+    return hmac.new(_client_key(), b"remote-runtime key id", hashlib.sha256).hexdigest()[:16]
+
+
+def recall_key(name: str, spec: dict[str, Any] | None = None) -> bytes | None:
+    """The key of job ``name`` if this machine holds the client key that submitted it
+    (``spec``'s ``key_id`` tells); else None: the job's bundles cannot be verified here."""
+    if not os.path.exists(os.path.join(J.cache_dir(), "client.key")):
+        return None
+    recorded = (spec or {}).get("key_id")
+    if recorded is not None and recorded != key_id():
+        return None
+    return job_key(name)
 
 
 # -- submitting ------------------------------------------------------------------------------
@@ -143,6 +158,7 @@ def prepare_job(
                     {"args": list(args), "kwargs": kwargs},
                     paths.bundle("arguments"),
                     key=key,
+                    purpose=J.purpose(name, "arguments"),
                     storage_options=so,
                 )
             except rc.SerializationError as exc:
@@ -151,7 +167,13 @@ def prepare_job(
                     {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"},
                 ) from None
             try:
-                rc.save(fn, paths.bundle("function"), key=key, storage_options=so)
+                rc.save(
+                    fn,
+                    paths.bundle("function"),
+                    key=key,
+                    purpose=J.purpose(name, "function"),
+                    storage_options=so,
+                )
             except rc.SerializationError as exc:
                 raise _rename(exc, {"value": "function"}) from None
             execution: dict[str, Any] = {
@@ -187,6 +209,7 @@ def prepare_job(
                 settings.recorded(),
                 execution=execution,
                 execution_signature=J.sign_execution(key, execution),
+                key_id=key_id(),
             )
             store.write_json(paths.spec, spec)
             paths.write_status(J.JobState.PENDING, attempt=1)
@@ -394,16 +417,48 @@ class Job:
         with self.paths.store.guard("reading the job's outcome"):
             return self._outcome()
 
+    def _load(self, role: str) -> Any:
+        """A verified bundle of this job. Without the job's key nothing can be verified,
+        so nothing is unpickled: plain data loads, anything that needs pickle is refused."""
+        so = self.paths.store.storage_options or None
+        uri = self.paths.bundle(role)
+        if self.key is not None:
+            return rc.load(
+                uri, key=self.key, purpose=J.purpose(self.name, role), storage_options=so
+            )
+        try:
+            return rc.load(
+                uri, allow_pickle=False, purpose=J.purpose(self.name, role), storage_options=so
+            )
+        except rc.IntegrityError:
+            raise
+        except rc.DeserializationError as exc:
+            if "allow_pickle=False" not in str(exc):
+                raise
+            raise rc.DeserializationError(
+                f"job {self.name}: its {role} cannot be verified on this machine (it does not "
+                "hold the client key that submitted the job), and loading them needs pickle, "
+                "which is refused for unverified data. Read the result on the machine that "
+                "submitted the job, or copy that machine's client key "
+                f"({os.path.join(J.cache_dir(), 'client.key')}, mode 0600) here."
+            ) from None
+
     def _outcome(self) -> Any:
         status = self.paths.read_status()
         state = status.get("state")
-        so = self.paths.store.storage_options or None
         if state == J.JobState.COMPLETED and self.paths.has_bundle("results"):
-            return rc.load(self.paths.bundle("results"), key=self.key, storage_options=so)
+            return self._load("results")
         if state == J.JobState.STOPPED or (self._stopping and state not in J.JobState.TERMINAL):
             raise CancelledError(f"job {self.name} was stopped")
         if self.paths.has_bundle("exception"):
-            record = rc.load(self.paths.bundle("exception"), key=self.key, storage_options=so)
+            record = self._load("exception")
+            if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+                raise rc.DeserializationError(
+                    f"job {self.name}: exception/ does not hold an exception record; "
+                    "the job folder is corrupted or was tampered with"
+                )
+            if self.key is None:
+                record = _without_pickles(record)  # unverified: never unpickled
             raise rebuild_exception(record, self.name)
         error = status.get("error") or {}
         code = status.get("exit_code", self._exit_code)
@@ -447,6 +502,15 @@ class Job:
         if not done:
             raise TimeoutError(f"job {self.name} did not end within {timeout} s")
         return self.outcome()
+
+
+def _without_pickles(record: dict[str, Any]) -> dict[str, Any]:
+    """An exception record with its pickled exceptions dropped (rebuilt from text instead)."""
+    out = {k: v for k, v in record.items() if k != "pickled"}
+    for link in ("cause", "context"):
+        if isinstance(out.get(link), dict):
+            out[link] = _without_pickles(out[link])
+    return out
 
 
 def _describe_exit(code: int | None) -> str:

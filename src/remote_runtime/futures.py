@@ -155,7 +155,7 @@ def _attached(name: str, settings: Settings) -> Future:
     paths = J.JobPaths(store_for(settings), J.check_job_name(name))
     if not paths.store.exists(paths.spec):
         raise LookupError(f"no job named {name!r} under {paths.store.uri}")
-    future = Future(Job(paths, recall_key(name), settings))
+    future = Future(Job(paths, recall_key(name, paths.read_spec()), settings))
     state = paths.read_status().get("state")
     if state in J.JobState.TERMINAL:
         future._finish_lazily()
@@ -169,8 +169,10 @@ def get_future(job_name: str, s3_root_uri: str | None = None, **settings: Any) -
     """A future for an existing job, rebuilt from its folder (in any process, on any
     machine that sees the root). The result is decoded on ``result()``.
 
-    Results are verified with the job's key when this machine submitted the job (the
-    key never leaves it); otherwise the part hashes are still checked.
+    Results are verified with the job's key when this machine holds the client key that
+    submitted the job (the key never leaves it). Elsewhere nothing can be verified, so
+    nothing is unpickled: plain results load (their hashes checked), results that need
+    pickle are refused with a message saying how to carry the key.
     """
     if s3_root_uri is not None:
         settings["s3_root_uri"] = s3_root_uri

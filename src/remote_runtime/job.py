@@ -63,6 +63,12 @@ def make_job_name(prefix: str | None, fallback: str = "job") -> str:
     return f"{clean}-{stamp}-{suffix}"
 
 
+def purpose(name: str, role: str) -> str:
+    """What a job's bundle is signed for: its job and its role (function, arguments,
+    results, exception), so no bundle can stand in for another."""
+    return f"remote-runtime job {name}: {role}"
+
+
 def check_job_name(name: str) -> str:
     if not isinstance(name, str) or len(name) > MAX_NAME or not NAME_RE.match(name):
         raise ValueError(
