@@ -167,12 +167,11 @@ class Registry:
             lazy = self._lazy.get(codec_id)
             if lazy is not None:
                 return self._resolve(lazy)
-        where = (
-            f"; it is provided by the package {provider_hint!r}: pip install {provider_hint}"
-            if (provider_hint and provider_hint != BUILTIN_PROVIDER)
-            else "; upgrade remote-runtime or install the plugin that provides it"
-        )
-        raise DeserializationError(f"unknown codec {codec_id!r}{where}")
+        where = "; upgrade remote-runtime, or install the plugin that provides this codec"
+        if isinstance(provider_hint, str) and provider_hint and provider_hint != BUILTIN_PROVIDER:
+            # The bundle's own word, not verified: named, never offered as a command.
+            where += f" (the bundle says it was written with {provider_hint[:80]!r})"
+        raise DeserializationError(f"unknown codec {codec_id[:120]!r}{where}")
 
     def lookup(self, obj: Any) -> Codec | Rejection | None:
         """The codec (or refusal) for ``obj`` along its type's MRO; None means pickle."""

@@ -37,6 +37,7 @@ class HistogramCodec(Codec):
 
     # 4. The distribution whose version the manifest records next to the data.
     library = "remote-codecs-example"
+    version_policy = "stable"  # numpy arrays as .npy: readable under any version
 
     # 5. Safe mode: this codec never unpickles, so bundles of histograms load with
     #    allow_pickle=False. (A codec that must pickle sets ``needs_pickle = True``, or
