@@ -129,6 +129,12 @@ class Manifest:
         return dict(self.raw.get("producer", {}))
 
     @property
+    def tag(self) -> str:
+        """The writer's tag in file names (object stores: one per write), or ""."""
+        found = self.raw.get("tag", "")
+        return found if isinstance(found, str) else ""
+
+    @property
     def purpose(self) -> str | None:
         """What the bundle was written for (signed with it), e.g. ``"<job>/results"``."""
         found = self.raw.get("purpose")
@@ -204,7 +210,7 @@ def _human(n: int) -> str:
 class _PartWriter:
     def __init__(self, sink: Sink, part_id: int) -> None:
         self._sink = sink
-        self._prefix = str(part_id)
+        self._prefix = file_prefix(part_id, sink.tag)
         self._writers: list[HashingWriter] = []
         self.pickled = False
 
@@ -298,7 +304,7 @@ class BundleWriter:
         return part_id
 
     def write_skeleton_file(self, data: bytes) -> dict[str, Any]:
-        with self.sink.open("skeleton.pkl") as f:
+        with self.sink.open(skeleton_name(self.sink.tag)) as f:
             f.write(data)
         record = f.record
         assert record is not None
@@ -308,6 +314,8 @@ class BundleWriter:
         libraries = {"cloudpickle"} if skeleton["kind"] == "pickle" else set()
         libraries |= self._libraries
         manifest: dict[str, Any] = {"format": FORMAT_VERSION}
+        if self.sink.tag:
+            manifest["tag"] = self.sink.tag
         if self.purpose is not None:
             manifest["purpose"] = self.purpose
         manifest |= {
@@ -449,7 +457,8 @@ class _PartReader:
         self._reader = reader
         self._part = part
         self._codec = codec
-        self._files = {f.name[len(str(part.id)) :]: f for f in part.files}
+        prefix = file_prefix(part.id, reader.manifest.tag)
+        self._files = {f.name[len(prefix) :]: f for f in part.files}
 
     @property
     def allow_pickle(self) -> bool:
@@ -619,6 +628,19 @@ def _skeleton_record(sk: Mapping[str, Any]) -> FileRecord:
 
 
 _DIGEST = re.compile(r"^(blake3|sha256):[0-9a-f]{64}$")
+_TAG = re.compile(r"^([0-9a-f]{8,32})?$")
+
+
+def file_prefix(part_id: int, tag: str) -> str:
+    """How the file names of part ``part_id`` begin: ``0`` (``0.npy``), or ``0-<tag>``
+    where the writer tags its files (object stores, so writers never overwrite each other)."""
+    return f"{part_id}-{tag}" if tag else str(part_id)
+
+
+def skeleton_name(tag: str) -> str:
+    return f"skeleton-{tag}.pkl" if tag else "skeleton.pkl"
+
+
 MAX_DEPTH = 128  # nesting of a manifest (skeleton and codec metadata)
 MAX_PARTS = 1_000_000
 
@@ -692,6 +714,9 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
         raw.get("producer", {}).get("libraries", {}), dict
     ):
         raise _malformed(where, "producer is not an object")
+    tag = raw.get("tag", "")
+    if not isinstance(tag, str) or not _TAG.match(tag):
+        raise _malformed(where, "tag is not a short lowercase hex string")
     seen: set[str] = set()
     for index, p in enumerate(parts):
         if not isinstance(p, dict) or p.get("id") != index or type(p.get("id")) is not int:
@@ -700,12 +725,13 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
             raise _malformed(where, f"part {index} has no codec id and version")
         if not isinstance(p.get("meta", {}), dict) or not isinstance(p.get("type", ""), str):
             raise _malformed(where, f"part {index}: meta is not an object")
-        _check_files(p.get("files", []), where, f"part {index}", str(index), seen)
+        _check_files(p.get("files", []), where, f"part {index}", file_prefix(index, tag), seen)
     if skeleton["kind"] == "pickle":
-        if skeleton.get("file") != "skeleton.pkl":
-            raise _malformed(where, "the pickled skeleton is not skeleton.pkl")
+        name = skeleton_name(tag)
+        if skeleton.get("file") != name:
+            raise _malformed(where, f"the pickled skeleton is not {name}")
         _check_files(
-            [{k: skeleton.get(k) for k in ("name", "size", "digest")} | {"name": "skeleton.pkl"}],
+            [{k: skeleton.get(k) for k in ("name", "size", "digest")} | {"name": name}],
             where,
             "skeleton",
             "skeleton",

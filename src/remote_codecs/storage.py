@@ -36,7 +36,7 @@ __all__ = [
 MANIFEST = "manifest.json"
 CHUNK = 4 << 20
 _SMALL = 1 << 20
-_BUNDLE_FILE = re.compile(r"^(\d+[.\w-]*|skeleton\.pkl|\.manifest\.json\.tmp-\w+)$")
+_BUNDLE_FILE = re.compile(r"^(\d+[.\w-]*|skeleton(-[0-9a-f]+)?\.pkl|\.manifest\.json\.tmp-\w+)$")
 
 # Files are hashed with BLAKE3 (a cryptographic hash, ~3x faster than sha256 on this
 # class of machine, which keeps hashing off the critical path); sha256 is still read.
@@ -165,6 +165,8 @@ def check_name(name: Any, where: str) -> str:
 class Sink:
     """Receives a bundle's files, then its manifest (the commit)."""
 
+    tag = ""  # put in every file name of this write (see bundle.file_prefix)
+
     def open(self, name: str) -> HashingWriter:
         raise NotImplementedError
 
@@ -210,17 +212,19 @@ class FolderSink(Sink):
             self._tmp = os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
             os.mkdir(self._tmp, 0o755)
             return
+        # Object stores: this write's files carry a tag of their own, so concurrent
+        # writers never overwrite each other's parts; the previous bundle stays readable
+        # until the new manifest replaces it, then its files are removed.
+        self.tag = uuid.uuid4().hex[:12]
         try:
             names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
         except FileNotFoundError:
             names = []
+        self._previous: list[str] = []
         if names:
             self._check_replaceable(names)
-            if MANIFEST in names:
-                fs.rm_file(self._join(MANIFEST))
-            others = [self._join(n) for n in names if n != MANIFEST]
-            if others:
-                fs.rm(others)
+        if MANIFEST in names:
+            self._previous = _files_of(fs.cat_file(self._join(MANIFEST)), set(names))
 
     def _check_replaceable(self, names: list[str]) -> None:
         foreign = [n for n in names if n != MANIFEST and not _BUNDLE_FILE.match(n)]
@@ -265,6 +269,12 @@ class FolderSink(Sink):
         self._wait_uploads()  # every part is stored before the manifest makes them a bundle
         if not self.local:
             self.fs.pipe_file(f"{self.path}/{MANIFEST}", manifest)  # one PUT: atomic
+            stale = [self._join(n) for n in self._previous]
+            if stale:
+                try:
+                    self.fs.rm(stale)  # the previous bundle's files; leftovers are gc's
+                except Exception:
+                    pass
             return
         assert self._tmp is not None
         fd = os.open(self._join(MANIFEST), os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
@@ -272,6 +282,20 @@ class FolderSink(Sink):
             f.write(manifest)
         tmp, self._tmp = self._tmp, None
         _publish(tmp, self.path)
+
+
+def _files_of(manifest: bytes, present: set[str]) -> list[str]:
+    """The files a previous manifest names (removed once a new bundle replaced it)."""
+    import json
+
+    try:
+        raw = json.loads(manifest)
+        names = [f["name"] for p in raw["parts"] for f in p.get("files", ())]
+        if raw["skeleton"].get("kind") == "pickle":
+            names.append(raw["skeleton"]["file"])
+    except Exception:
+        return []
+    return [n for n in names if isinstance(n, str) and n in present and _BUNDLE_FILE.match(n)]
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -216,9 +216,10 @@ def test_unknown_codec_names_its_package(tmp_path):
     _edit_manifest(tmp_path / "b", edit)
     with pytest.raises(
         rc.DeserializationError,
-        match="unknown codec .acme.Widget/blob.*pip install acme-codecs",
-    ):
+        match="unknown codec .acme.Widget/blob.*install the plugin.*'acme-codecs'",
+    ) as caught:
         rc.load(tmp_path / "b")
+    assert "pip install" not in str(caught.value)  # the bundle's word is not a command
 
 
 def test_newer_codec_version_is_refused(tmp_path):
