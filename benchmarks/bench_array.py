@@ -2,7 +2,9 @@
 
 Speed ratio = baseline time / our time (>= 1 means we are faster). Targets (issue 2):
 save and load >= 0.8x np.save/np.load and >= 3x cloudpickle.dumps + write; peak RSS
-growth <= 1.1x the payload.
+growth <= 1.1x the payload. ``rc_audit`` times what a load checks before decoding
+anything (manifest parse, signature, codec and version audit, every file's kind and
+size): its ratio against ``rc_load`` must stay >= 50 (the audit under 2% of a load).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CASES = [
     Case("rc_load", "load", baseline="np_load", payload_bytes=PAYLOAD),
     Case("pickle_load", "load", payload_bytes=PAYLOAD),
     Case("rc_load_vs_pickle", "load", baseline="pickle_load", payload_bytes=PAYLOAD),
+    Case("rc_audit", "load", baseline="rc_load"),
 ]
 
 
@@ -104,6 +107,21 @@ def rc_load(workdir, timer):
 
 
 rc_load_vs_pickle = rc_load
+
+
+def rc_audit(workdir, timer):
+    from remote_codecs.api import default_registry
+    from remote_codecs.bundle import BundleReader
+    from remote_codecs.storage import FolderSource
+
+    _warm(workdir)
+    path = os.path.join(workdir, "load.bundle")
+    timer.start()
+    source = FolderSource(None, path, path)
+    try:
+        BundleReader(source, default_registry())
+    finally:
+        source.close()
 
 
 def pickle_load(workdir, timer):
