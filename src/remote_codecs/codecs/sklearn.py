@@ -135,6 +135,29 @@ def _resolvable(type_name: str) -> bool:
     return False
 
 
+def _unfindable_functions(estimator: Any) -> list[str]:
+    """Functions among the hyper-parameters (``FunctionTransformer(func=...)``,
+    ``SelectKBest(score_func=...)`` ...) that skops would store as ``module.name`` but that
+    cannot be found again by that name: lambdas, local functions, functions of ``__main__``
+    (a local function named like a module-level one would silently come back as the other)."""
+    import functools
+    import types
+
+    try:
+        params = estimator.get_params(deep=True)
+    except Exception:
+        return []
+    lost = []
+    for value in params.values():
+        while isinstance(value, functools.partial):
+            value = value.func
+        if isinstance(value, types.FunctionType) and (
+            value.__qualname__ != value.__name__ or value.__module__ == "__main__"
+        ):
+            lost.append(f"{value.__module__}.{value.__qualname__}")
+    return lost
+
+
 def _loader_trusted(options: Mapping[str, Any]) -> set[str]:
     trusted = options.get("trusted") or ()
     if isinstance(trusted, str):
@@ -278,11 +301,12 @@ class EstimatorCodec(Codec):
         try:
             sio = _skops_io()
             data = sio.dumps(obj, compression=zipfile.ZIP_DEFLATED)
-            lost = [t for t in sio.get_untrusted_types(data=data) if not _resolvable(t)]
+            lost = _unfindable_functions(obj)
+            lost += [t for t in sio.get_untrusted_types(data=data) if not _resolvable(t)]
             if lost:
                 why_pickle = (
                     "skops stores these by name, and they cannot be found by name on load: "
-                    + ", ".join(lost)
+                    + ", ".join(dict.fromkeys(lost))
                 )
         except Exception as exc:  # skops cannot represent it: pickle is the last resort
             why_pickle = f"{type(exc).__name__}: {exc}"
