@@ -31,6 +31,7 @@ __all__ = [
     "mode",
     "none",
     "probe",
+    "require",
     "verify",
 ]
 
@@ -174,6 +175,25 @@ def check_version(
     return False
 
 
+def require(record: Any, *, library: str, written: str | None, current: str, what: str) -> None:
+    """Refuse before anything is built when there is no fingerprint to verify against."""
+    versions = f"written by {library} {written}, read by {library} {current}"
+    if not isinstance(record, Mapping):
+        raise DeserializationError(
+            f"this {what} ({versions}) has no behavioural fingerprint (it was saved before "
+            'fingerprints were recorded), so allow_version_mismatch="verify" cannot check '
+            f"it. Load it under {library} {written}, or pass allow_version_mismatch=True to "
+            "load it unchecked."
+        )
+    if "none" in record:
+        raise DeserializationError(
+            f"this {what} ({versions}) has no behavioural fingerprint: {str(record['none'])[:300]}. "
+            f'allow_version_mismatch="verify" cannot check it; load it under {library} '
+            f"{written}, or pass allow_version_mismatch=True to load it unchecked."
+        )
+    decode_values(record)
+
+
 def verify(
     record: Any,
     recompute: Callable[[Mapping[str, Any]], Any],
@@ -190,20 +210,8 @@ def verify(
     """
     import numpy as np
 
+    require(record, library=library, written=written, current=current, what=what)
     versions = f"written by {library} {written}, read by {library} {current}"
-    if not isinstance(record, Mapping):
-        raise DeserializationError(
-            f"this {what} ({versions}) has no behavioural fingerprint (it was saved before "
-            'fingerprints were recorded), so allow_version_mismatch="verify" cannot check '
-            f"it. Load it under {library} {written}, or pass allow_version_mismatch=True to "
-            "load it unchecked."
-        )
-    if "none" in record:
-        raise DeserializationError(
-            f"this {what} ({versions}) has no behavioural fingerprint: {record['none']}. "
-            f'allow_version_mismatch="verify" cannot check it; load it under {library} '
-            f"{written}, or pass allow_version_mismatch=True to load it unchecked."
-        )
     expected = decode_values(record)
     try:
         actual = np.asarray(recompute(record))

@@ -337,6 +337,14 @@ class EstimatorCodec(Codec):
             loader_mode=fingerprint.mode(reader.options),
             what=what,
         )
+        if must_verify:  # refuse before building anything when there is nothing to verify
+            fingerprint.require(
+                meta.get("fingerprint"),
+                library="scikit-learn",
+                written=written,
+                current=sklearn.__version__,
+                what=what,
+            )
         trusted = _loader_trusted(reader.options)
         if meta.get("format") == "pickle":
             model = reader.unpickle(".pkl")

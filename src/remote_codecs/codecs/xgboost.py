@@ -173,6 +173,14 @@ def _version_gate(
         loader_mode=fingerprint.mode(reader.options),
         what=what,
     )
+    if must_verify:  # refuse before building anything when there is nothing to verify against
+        fingerprint.require(
+            meta.get("fingerprint"),
+            library="xgboost",
+            written=written,
+            current=xgb.__version__,
+            what=what,
+        )
     return must_verify, written
 
 
