@@ -3,7 +3,9 @@ classes_, DMatrix refused."""
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -327,6 +329,9 @@ def test_a_model_from_an_older_xgboost_loads_without_opt_in():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _load(data, False)
+        # xgboost promises to read older models: "verify" has nothing to do here (nor
+        # does it need a fingerprint, which older bundles do not have)
+        _load(_tamper_fingerprint(data, 5.0), "verify")
 
 
 @pytest.mark.parametrize("kind", ["booster", "classifier", "regressor"])
@@ -376,3 +381,26 @@ def test_same_version_never_checks_the_fingerprint():
     data = _tamper_fingerprint(rc.dumps(_booster()), 5.0)  # a wrong fingerprint is not looked at
     _load(data, "verify")
     _load(data, False)
+
+
+GOLDEN_OBJECTS = Path(__file__).resolve().parents[1] / "golden" / "objects.py"
+GOLDEN = sorted(GOLDEN_OBJECTS.parent.glob("*/xgb_*/bundle"))
+
+
+@pytest.mark.parametrize("bundle", GOLDEN, ids=lambda p: f"{p.parents[1].name}/{p.parent.name}")
+@pytest.mark.parametrize("mismatch", [False, "verify"])
+def test_golden_models_from_an_older_xgboost_load_exactly(bundle, mismatch):
+    written = rc.inspect(bundle).producer["libraries"]["xgboost"]
+    if written == xgb.__version__:
+        pytest.skip("written by this xgboost version")
+    data_kw = {"options": {"allow_version_mismatch": "verify"}} if mismatch else {}
+    model = rc.load(bundle, allow_pickle=False, **data_kw)
+    spec = importlib.util.spec_from_file_location("golden_objects", GOLDEN_OBJECTS)
+    objects = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(objects)
+    expected = np.load(bundle.parent / "predictions.npy")
+    if hasattr(model, "predict_proba"):
+        got = model.predict_proba(objects.X)
+    else:
+        got = model.predict(xgb.DMatrix(objects.X))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)

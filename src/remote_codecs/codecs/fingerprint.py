@@ -144,16 +144,17 @@ def check_version(
 
     Refuses (DeserializationError naming both versions) when the policy forbids the
     difference and the loader did not opt in; warns when it opted in with ``True``.
-    Returns whether the caller must verify the fingerprint (versions differ and the
-    loader passed ``"verify"``). The same version, or an unrecorded one, returns False.
+    Returns whether the caller must verify the fingerprint (the policy forbids the
+    difference and the loader passed ``"verify"``). The same version, an unrecorded one,
+    or a difference the policy allows returns False.
     """
     if written is None or written == current:
         return False
+    refused = policy == "same" or _newer(written, current)
+    if not refused:  # e.g. an older xgboost's model: xgboost promises to read it
+        return False
     if loader_mode == "verify":
         return True
-    refused = policy == "same" or _newer(written, current)
-    if not refused:
-        return False
     message = (
         f"this {what} was written by {library} {written}, and this is {library} {current}: "
         + (
