@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import FunctionTransformer, StandardScaler  # noqa: E402
 
 import remote_codecs as rc  # noqa: E402
+from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES  # noqa: E402
 
 rng = np.random.default_rng(0)
 X = rng.random((100, 4))
@@ -32,8 +33,16 @@ def test_pipeline_round_trip_without_pickle(tmp_path):
     assert part.codec == "sklearn.BaseEstimator/skops" and not part.pickle
     assert part.meta["sklearn_version"] == sklearn.__version__
     assert rc.inspect(tmp_path / "b").producer["libraries"]["scikit-learn"] == sklearn.__version__
-    back = rc.load(tmp_path / "b", allow_pickle=False)["model"]
-    np.testing.assert_array_equal(back.predict_proba(X), pipe.predict_proba(X))
+    # skops does not trust a tree's node arrays from a stranger: the loader decides
+    with pytest.raises(
+        rc.DeserializationError,
+        match=r"not trusted: sklearn\.tree\._tree\.Tree .*SCIKIT_LEARN_INTERNAL_TYPES",
+    ):
+        rc.load(tmp_path / "b", allow_pickle=False)
+    back = rc.load(tmp_path / "b", allow_pickle=False, trusted=SCIKIT_LEARN_INTERNAL_TYPES)
+    np.testing.assert_array_equal(back["model"].predict_proba(X), pipe.predict_proba(X))
+    back = rc.load(tmp_path / "b", allow_pickle=False, trusted=["sklearn.tree._tree.Tree"])
+    np.testing.assert_array_equal(back["model"].predict_proba(X), pipe.predict_proba(X))
 
 
 def _double(x):
@@ -57,6 +66,7 @@ def test_another_sklearn_version_is_refused_unless_asked(tmp_path):
     manifest = tmp_path / "b" / "manifest.json"
     m = json.loads(manifest.read_text())
     m["parts"][0]["meta"]["sklearn_version"] = "1.3.2"
+    m["producer"]["libraries"]["scikit-learn"] = "1.3.2"
     manifest.write_text(json.dumps(m))
     with pytest.raises(
         rc.DeserializationError,
