@@ -284,10 +284,13 @@ def _run_function(
             purpose=J.purpose(paths.name, "function"),
             storage_options=paths.store.storage_options or None,
         )
+        from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES
+
         arguments = rc.load(
             paths.bundle("arguments"),
             key=key,
             purpose=J.purpose(paths.name, "arguments"),
+            trusted=SCIKIT_LEARN_INTERNAL_TYPES,  # verified with the job's key: the client's
             storage_options=paths.store.storage_options or None,
         )
         args, kwargs = arguments["args"], arguments["kwargs"]

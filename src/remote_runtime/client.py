@@ -424,7 +424,11 @@ class Job:
         uri = self.paths.bundle(role)
         if self.key is not None:
             return rc.load(
-                uri, key=self.key, purpose=J.purpose(self.name, role), storage_options=so
+                uri,
+                key=self.key,
+                purpose=J.purpose(self.name, role),
+                trusted=verified_trust(),
+                storage_options=so,
             )
         try:
             return rc.load(
@@ -502,6 +506,14 @@ class Job:
         if not done:
             raise TimeoutError(f"job {self.name} did not end within {timeout} s")
         return self.outcome()
+
+
+def verified_trust() -> tuple[str, ...]:
+    """Types trusted in bundles verified with a job's key: what the job's own code made
+    (scikit-learn's internal types, which skops does not trust from a stranger)."""
+    from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES
+
+    return SCIKIT_LEARN_INTERNAL_TYPES
 
 
 def _without_pickles(record: dict[str, Any]) -> dict[str, Any]:

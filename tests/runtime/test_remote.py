@@ -224,3 +224,23 @@ def test_polars_dataframe_through_remote_and_back(job_root):
 
     assert [p.codec for p in rc.inspect(job / "arguments").parts] == ["polars.DataFrame/arrow"]
     assert [p.codec for p in rc.inspect(job / "results").parts] == ["polars.DataFrame/arrow"]
+
+
+def _refit(model, n_estimators):
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = np.random.RandomState(1).rand(40, 3)
+    fresh = RandomForestClassifier(n_estimators=n_estimators, random_state=0)
+    return fresh.fit(X, model.predict(X))
+
+
+def test_tree_models_travel_both_ways():
+    """Tree models hold scikit-learn internals that skops trusts only from a trusted
+    producer: a job's bundles, verified with its key, are one."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = np.random.RandomState(0).rand(50, 3)
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, X[:, 0] > 0.5)
+    back = remote(stream_logs=False)(_refit)(model, 4)
+    assert type(back) is RandomForestClassifier and len(back.estimators_) == 4
+    np.testing.assert_array_equal(back.predict(X), _refit(model, 4).predict(X))
