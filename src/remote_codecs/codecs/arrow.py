@@ -18,7 +18,6 @@ import pyarrow.ipc
 
 from ..codec import Codec, PartReader, PartWriter
 
-
 _FILE_MAGIC = b"ARROW1"
 
 
