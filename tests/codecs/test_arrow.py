@@ -60,3 +60,109 @@ def test_a_small_slice_of_a_large_table_encodes_small():
     strings = pa.table({"s": pa.array([f"row-{i}" for i in range(1_000_000)])}).slice(500, 10)
     data = rc.dumps(strings)
     assert len(data) < 16 << 10 and rc.loads(data).equals(strings)
+
+
+def _dict_chunks(*chunks):
+    return [
+        pa.table({"d": pa.array(c, pa.string()).dictionary_encode(), "n": np.arange(len(c))})
+        for c in chunks
+    ]
+
+
+def _assert_exact(back, value):
+    assert type(back) is type(value)
+    assert back.equals(value)
+    if hasattr(value, "schema"):
+        assert back.schema == value.schema and back.schema.metadata == value.schema.metadata
+    else:
+        assert back.type == value.type
+
+
+def test_concat_tables_with_different_dictionaries_round_trips_exactly():
+    t = pa.concat_tables(_dict_chunks(["a", "b", "a"], ["c", "a"], []))
+    back = rc.loads(rc.dumps({"t": t}), allow_pickle=False)["t"]
+    _assert_exact(back, t)
+    # each chunk keeps its own dictionary and indices
+    for mine, theirs in zip(back.column("d").chunks, t.column("d").chunks):
+        assert mine.dictionary.equals(theirs.dictionary) and mine.indices.equals(theirs.indices)
+    column = t.column("d")
+    back = rc.loads(rc.dumps(column), allow_pickle=False)
+    _assert_exact(back, column)
+    assert [c.dictionary.to_pylist() for c in back.chunks] == [["a", "b"], ["c", "a"], []]
+
+
+def test_nested_dictionaries_across_chunks():
+    def chunk(values):
+        inner = pa.array(values).dictionary_encode()
+        return pa.table({"s": pa.StructArray.from_arrays([inner], names=["k"])})
+
+    t = pa.concat_tables([chunk(["x", "y"]), chunk(["z"])])
+    back = rc.loads(rc.dumps(t), allow_pickle=False)
+    _assert_exact(back, t)
+
+
+NESTED = {
+    "list-of-struct": pa.array(
+        [[{"a": 1, "b": "x"}], [], None, [{"a": None, "b": None}]],
+        pa.list_(pa.struct([("a", pa.int16()), ("b", pa.string())])),
+    ),
+    "large-list-view": pa.array([[1, 2], None, []], pa.list_view(pa.int64())),
+    "map": pa.array([[("k", 1)], None, []], pa.map_(pa.string(), pa.int32())),
+    "fixed-size-list": pa.array([[1, 2], [3, 4], None], pa.list_(pa.float32(), 2)),
+    "dense-union": pa.UnionArray.from_dense(
+        pa.array([0, 1, 0], pa.int8()),
+        pa.array([0, 0, 1], pa.int32()),
+        [pa.array([1, 2]), pa.array(["s"])],
+    ),
+    "string-view": pa.array(["a", None, "long string over twelve bytes"], pa.string_view()),
+    "decimal256": pa.array([1, None], pa.decimal256(50, 3)),
+    "run-end": pa.RunEndEncodedArray.from_arrays([2, 5], ["a", None]),
+    "uuid": pa.array([b"0123456789abcdef", None], pa.uuid()),
+    "json": pa.array(['{"a": 1}', None], pa.json_()),
+    "fixed-shape-tensor": pa.FixedShapeTensorArray.from_numpy_ndarray(
+        np.arange(12, dtype=np.float32).reshape(3, 2, 2)
+    ),
+    "duration-ns": pa.array([1, None], pa.duration("ns")),
+    "dictionary-of-lists": pa.DictionaryArray.from_arrays(
+        pa.array([1, 0, None, 1], pa.int32()), pa.array([[1], [2, 3]])
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_nested_and_extension_types_round_trip_exactly(name):
+    value = NESTED[name]
+    back = rc.loads(rc.dumps(value), allow_pickle=False)
+    _assert_exact(back, value)
+    table = pa.table({"c": value}).replace_schema_metadata({"k": "v"})
+    _assert_exact(rc.loads(rc.dumps(table), allow_pickle=False), table)
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_slices_of_nested_and_extension_types(name):
+    value = NESTED[name]
+    for piece in (value.slice(1), value.slice(1, 1), value.slice(len(value))):
+        back = rc.loads(rc.dumps(piece), allow_pickle=False)
+        _assert_exact(back, piece)
+
+
+class _Money(pa.ExtensionType):
+    def __init__(self):
+        super().__init__(pa.int64(), "test.money")
+
+    def __arrow_ext_serialize__(self):
+        return b""
+
+    @classmethod
+    def __arrow_ext_deserialize__(cls, storage_type, serialized):
+        return cls()
+
+
+def test_registered_python_extension_type_round_trips():
+    pa.register_extension_type(_Money())
+    try:
+        value = pa.ExtensionArray.from_storage(_Money(), pa.array([1, None, 3]))
+        back = rc.loads(rc.dumps(value), allow_pickle=False)
+        _assert_exact(back, value)
+    finally:
+        pa.unregister_extension_type("test.money")

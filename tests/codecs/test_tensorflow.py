@@ -46,11 +46,62 @@ def test_keras_model_round_trip_without_pickle():
     np.testing.assert_allclose(back.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
-def test_keras_lambda_layers_are_refused_by_safe_mode():
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda z: z * 2)])
-    data = rc.dumps(model)
+def test_keras_lambda_layer_loads_only_when_pickle_is_allowed():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda z: z * 2 + 1)])
+    data = rc.dumps({"m": model})
+    assert rc.inspect(data).needs_pickle  # the layer's bytecode runs on load, like pickle
+    x = np.array([[1.0, 2.0]], dtype="float32")
+    back = rc.loads(data, allow_pickle=True)["m"]
+    np.testing.assert_array_equal(back.predict(x, verbose=0), [[3.0, 5.0]])
+    with pytest.raises(rc.DeserializationError, match="allow_pickle=False"):
+        rc.loads(data, allow_pickle=False)
+
+
+@pytest.mark.filterwarnings("ignore:The object being serialized includes a `lambda`")
+def test_keras_lambda_activation_is_refused_at_encode_time():
+    """Keras writes a lambda activation in a form its own load_model never reads back:
+    refused when written, naming the layer, rather than written but undecodable."""
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(2, activation=lambda z: z * 0 + 7, name="seven")(inputs)
+    model = keras.Model(inputs, outputs)
+    with pytest.raises(rc.SerializationError, match="seven.*named function"):
+        rc.dumps({"m": model})
+
+
+def test_keras_code_meta_planted_without_pickle_flag_still_needs_the_loader_s_consent():
+    """A bundle that declares code but not the pickle flag is refused without allow_pickle."""
+    import io
+    import json
+    import zipfile
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(lambda z: z)])
+    src = zipfile.ZipFile(io.BytesIO(rc.dumps(model)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            body = src.read(name)
+            if name == "manifest.json":
+                manifest = json.loads(body)
+                part = manifest["parts"][0]
+                part.pop("pickle")
+                part["files"] = [f for f in part["files"] if f["name"].endswith(".keras")]
+                body = json.dumps(manifest).encode()
+            dst.writestr(name, body)
+    with pytest.raises(rc.DeserializationError, match="allow_pickle=False"):
+        rc.loads(out.getvalue(), allow_pickle=False)
+    # and with the meta removed too, Keras' safe mode still refuses the bytecode
+    src = zipfile.ZipFile(io.BytesIO(out.getvalue()))
+    out2 = io.BytesIO()
+    with zipfile.ZipFile(out2, "w") as dst:
+        for name in src.namelist():
+            body = src.read(name)
+            if name == "manifest.json":
+                manifest = json.loads(body)
+                manifest["parts"][0]["meta"].pop("python_code")
+                body = json.dumps(manifest).encode()
+            dst.writestr(name, body)
     with pytest.raises(rc.DeserializationError, match="(?i)safe_mode|lambda"):
-        rc.loads(data)
+        rc.loads(out2.getvalue(), allow_pickle=True)
 
 
 def test_tf_data_is_refused():

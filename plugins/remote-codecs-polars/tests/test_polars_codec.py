@@ -24,8 +24,19 @@ FRAMES = [
         }
     ),
     pl.DataFrame(),
+    pl.DataFrame(
+        {
+            "i128": pl.Series([1, -(2**126), None], dtype=pl.Int128),
+            "nested": pl.Series([[2**100], [], None], dtype=pl.List(pl.Int128)),
+            "s": ["x", None, "z"],
+        }
+    ),
 ]
-SERIES = [pl.Series("n", [1.5, None]), pl.Series("s", ["a", "b"], dtype=pl.Categorical)]
+SERIES = [
+    pl.Series("n", [1.5, None]),
+    pl.Series("s", ["a", "b"], dtype=pl.Categorical),
+    pl.Series("wide", [2**120, None, -1], dtype=pl.Int128),
+]
 
 
 def frame_equal(a, b):
@@ -76,3 +87,17 @@ def test_object_columns_are_refused_by_name():
     df = pl.DataFrame({"ok": [1, 2], "o": pl.Series([object(), object()], dtype=pl.Object)})
     with pytest.raises(rc.SerializationError, match=r"value\['t'\].*Object column\(s\) \['o'\]"):
         rc.dumps({"t": df})
+
+
+def test_int128_columns_round_trip_exactly():
+    df = pl.DataFrame(
+        {
+            "a": pl.Series([2**127 - 1, -(2**127), 0, None], dtype=pl.Int128),
+            "st": pl.Series([{"v": 2**90}, None, {"v": -5}, {"v": None}]).cast(
+                pl.Struct({"v": pl.Int128})
+            ),
+            "b": [1.5, None, 3.0, 4.0],
+        }
+    )
+    back = rc.loads(rc.dumps({"df": df}), allow_pickle=False)["df"]
+    assert frame_equal(back, df)

@@ -11,7 +11,17 @@ from __future__ import annotations
 BUILTIN_CODECS: list[tuple[str, str, tuple[str, ...]]] = [
     ("bytes/raw", "remote_codecs.codecs.raw:BytesCodec", ("builtins.bytes", "builtins.bytearray")),
     ("numpy.ndarray/npy", "remote_codecs.codecs.numpy:NDArrayCodec", ("numpy.ndarray",)),
-    ("numpy.generic/raw", "remote_codecs.codecs.numpy:ScalarCodec", ("numpy.generic",)),
+    # numpy.bytes_ is named too: its MRO reaches builtins.bytes before numpy.generic
+    (
+        "numpy.generic/raw",
+        "remote_codecs.codecs.numpy:ScalarCodec",
+        ("numpy.generic", "numpy.bytes_"),
+    ),
+    (
+        "numpy.ma.MaskedArray/npy",
+        "remote_codecs.codecs.numpy:MaskedArrayCodec",
+        ("numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray"),
+    ),
     ("numpy.dtype/descr", "remote_codecs.codecs.numpy:DTypeCodec", ("numpy.dtype",)),
     ("pyarrow.Table/ipc", "remote_codecs.codecs.arrow:TableCodec", ("pyarrow.lib.Table",)),
     (

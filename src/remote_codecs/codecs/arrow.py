@@ -2,6 +2,11 @@
 
 Sliced data is written as the slice, not its parent's buffers (Arrow's IPC writer
 truncates them), and reading is zero-copy over one buffer per part.
+
+A part is an IPC *file*, except for data whose dictionary columns span several record
+batches (what ``pa.concat_tables`` makes): the file format holds one dictionary per
+field, so those are written in the IPC *stream* format, which keeps each chunk's own
+dictionary exactly. The reader tells the two apart by their first bytes.
 """
 
 from __future__ import annotations
@@ -13,9 +18,26 @@ import pyarrow.ipc
 
 from ..codec import Codec, PartReader, PartWriter
 
+_FILE_MAGIC = b"ARROW1"
+
+
+def _has_dictionary(tp: pa.DataType) -> bool:
+    return pa.types.is_dictionary(tp) or any(
+        _has_dictionary(tp.field(i).type) for i in range(tp.num_fields)
+    )
+
+
+def _needs_stream(table: pa.Table | pa.RecordBatch) -> bool:
+    """Whether dictionaries may differ between batches (the IPC file format refuses that)."""
+    if isinstance(table, pa.RecordBatch) or not any(_has_dictionary(f.type) for f in table.schema):
+        return False
+    return any(column.num_chunks > 1 for column in table.columns)
+
 
 def write_ipc(writer: PartWriter, suffix: str, table: pa.Table | pa.RecordBatch) -> None:
-    with writer.open(suffix) as f, pa.ipc.new_file(f, table.schema) as ipc:
+    """Write ``table`` as an Arrow IPC file (or stream: see the module docstring)."""
+    new = pa.ipc.new_stream if _needs_stream(table) else pa.ipc.new_file
+    with writer.open(suffix) as f, new(f, table.schema) as ipc:
         if isinstance(table, pa.RecordBatch):
             ipc.write_batch(table)
         else:
@@ -23,12 +45,15 @@ def write_ipc(writer: PartWriter, suffix: str, table: pa.Table | pa.RecordBatch)
 
 
 def read_ipc_buffer(reader: PartReader, suffix: str) -> tuple[pa.Table, pa.Buffer]:
-    """The table of an IPC file, zero-copy over the one buffer it was read into."""
+    """The table of an IPC file or stream, zero-copy over the one buffer it was read into."""
     buf = pa.allocate_buffer(
         reader.size(suffix)
     )  # not zero-filled: the read touches each page once
     reader.read_into(suffix, [memoryview(buf)])
-    return pa.ipc.open_file(pa.BufferReader(buf)).read_all(), buf
+    source = pa.BufferReader(buf)
+    if buf.slice(0, len(_FILE_MAGIC)).to_pybytes() == _FILE_MAGIC:
+        return pa.ipc.open_file(source).read_all(), buf
+    return pa.ipc.open_stream(source).read_all(), buf
 
 
 def read_ipc(reader: PartReader, suffix: str) -> pa.Table:
@@ -42,6 +67,8 @@ class TableCodec(Codec):
     version = 1
     types = ("pyarrow.lib.Table",)
     library = "pyarrow"
+    # Arrow IPC: the format is specified and every pyarrow reads what another wrote
+    version_policy = "stable"
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         write_ipc(writer, ".arrow", obj)
@@ -58,6 +85,8 @@ class RecordBatchCodec(Codec):
     version = 1
     types = ("pyarrow.lib.RecordBatch",)
     library = "pyarrow"
+    # Arrow IPC: the format is specified and every pyarrow reads what another wrote
+    version_policy = "stable"
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         write_ipc(writer, ".arrow", obj)
@@ -84,6 +113,8 @@ class ArrayCodec(Codec):
     version = 1
     types = ("pyarrow.lib.Array",)
     library = "pyarrow"
+    # Arrow IPC: the format is specified and every pyarrow reads what another wrote
+    version_policy = "stable"
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         write_ipc(writer, ".arrow", pa.RecordBatch.from_arrays([obj], names=["values"]))
@@ -103,6 +134,8 @@ class ChunkedArrayCodec(Codec):
     version = 1
     types = ("pyarrow.lib.ChunkedArray",)
     library = "pyarrow"
+    # Arrow IPC: the format is specified and every pyarrow reads what another wrote
+    version_policy = "stable"
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         write_ipc(writer, ".arrow", pa.Table.from_arrays([obj], names=["values"]))
@@ -112,9 +145,25 @@ class ChunkedArrayCodec(Codec):
         column = read_ipc(reader, ".arrow").column(0)
         lengths = meta.get("chunks")
         if lengths is not None and [len(c) for c in column.chunks] != lengths:
-            whole = column.combine_chunks()  # IPC drops empty chunks: put the layout back
-            starts = [sum(lengths[:i]) for i in range(len(lengths))]
-            column = pa.chunked_array(
-                [whole.slice(s, n) for s, n in zip(starts, lengths)], type=column.type
-            )
+            column = _relayout(column, [int(n) for n in lengths])
         return column
+
+
+def _empty(tp: pa.DataType, like: list[pa.Array]) -> pa.Array:
+    try:
+        return pa.array([], type=tp)
+    except (pa.ArrowException, TypeError, ValueError):
+        return like[0].slice(0, 0)
+
+
+def _relayout(column: pa.ChunkedArray, lengths: list[int]) -> pa.ChunkedArray:
+    """Put back the chunk layout the IPC round trip lost (it drops empty chunks), keeping
+    each non-empty chunk (and its dictionary) as read."""
+    chunks = list(column.chunks)
+    if [len(c) for c in chunks] == [n for n in lengths if n]:
+        it = iter(chunks)
+        rebuilt = [next(it) if n else _empty(column.type, chunks) for n in lengths]
+        return pa.chunked_array(rebuilt, type=column.type)
+    whole = column.combine_chunks()
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    return pa.chunked_array([whole.slice(s, n) for s, n in zip(starts, lengths)], type=column.type)

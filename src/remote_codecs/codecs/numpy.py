@@ -2,9 +2,13 @@
 
 An array part is a standard ``.npy`` file (``np.load`` reads it): the header, then the
 raw buffer written straight from the array's memory (in chunks for non-contiguous
-arrays, so no full copy is made). Decoding allocates the array from the shape and dtype
-in the verified manifest and reads the file into it. Object arrays are not handled here:
-they travel inside the pickled skeleton.
+arrays, so no full copy is made). Decoding checks the shape and dtype in the verified
+manifest against the file's size, allocates the array, reads the file into it and checks
+that the file's header says the same. Bytes are kept as they are: byte order, NaN
+payloads, C or Fortran order (a non-contiguous view comes back C-contiguous).
+``np.recarray`` and ``np.matrix`` come back as themselves; masked arrays are their data
+and mask arrays plus the fill value. Object arrays are not handled here: they travel
+inside the pickled skeleton.
 """
 
 from __future__ import annotations
@@ -16,15 +20,30 @@ from typing import Any
 
 import numpy as np
 
-from ..codec import Codec, PartReader, PartWriter
+from ..codec import Codec, PartReader, PartWriter, Prefixed
+from ..errors import DeserializationError
 
 _MAGIC = b"\x93NUMPY"
 _ALIGN = 64
 _BLOCK = 16 << 20
 
 
-def _dtype_from_descr(text: str) -> np.dtype[Any]:
-    return np.lib.format.descr_to_dtype(ast.literal_eval(text))
+_MAX_NDIM = 64
+_SUBCLASSES: dict[str, type] = {"recarray": np.recarray, "matrix": np.matrix}
+
+
+def _dtype_from_descr(text: Any) -> np.dtype[Any]:
+    if not isinstance(text, str) or len(text) > 1 << 20:
+        raise DeserializationError(f"numpy part: malformed dtype description {text!r:.200}")
+    try:
+        dtype = np.lib.format.descr_to_dtype(ast.literal_eval(text))
+    except (ValueError, TypeError, SyntaxError, KeyError, MemoryError, RecursionError) as exc:
+        raise DeserializationError(
+            f"numpy part: dtype description {text!r:.200} is not valid: {exc}"
+        ) from None
+    if dtype.hasobject:
+        raise DeserializationError("numpy part: object dtypes are never decoded from a part")
+    return dtype
 
 
 def _npy_header(descr: Any, fortran_order: bool, shape: tuple[int, ...]) -> bytes:
@@ -63,12 +82,21 @@ class NDArrayCodec(Codec):
     version = 1
     types = ("numpy.ndarray",)
     library = "numpy"
+    # .npy: a specified format every numpy reads
+    version_policy = "stable"
 
     def can_encode(self, obj: Any) -> bool:
-        return type(obj) in (np.ndarray, np.memmap) and not obj.dtype.hasobject
+        return (
+            type(obj) in (np.ndarray, np.memmap, *_SUBCLASSES.values()) and not obj.dtype.hasobject
+        )
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         arr: np.ndarray[Any, Any] = obj
+        subclass = next((k for k, v in _SUBCLASSES.items() if type(arr) is v), None)
+        if subclass is not None:
+            arr = arr.view(np.ndarray)
+        if subclass == "recarray":
+            arr = arr.view(np.dtype((np.void, arr.dtype)))  # np.record -> plain structured
         descr = np.lib.format.dtype_to_descr(arr.dtype)
         fortran = bool(arr.flags.f_contiguous and not arr.flags.c_contiguous)
         header = _npy_header(descr, fortran, arr.shape)
@@ -81,21 +109,114 @@ class NDArrayCodec(Codec):
             else:
                 for block in _blocks(arr):
                     f.write(block)
-        return {
+        meta: dict[str, Any] = {
             "descr": repr(descr),
             "shape": list(arr.shape),
             "fortran_order": fortran,
             "header_size": len(header),
         }
+        if subclass is not None:
+            meta["subclass"] = subclass
+        return meta
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        dtype = _dtype_from_descr(meta["descr"])
-        shape = tuple(int(n) for n in meta["shape"])
-        fortran = bool(meta["fortran_order"])
-        arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-        header = bytearray(int(meta["header_size"]))
+        dtype = _dtype_from_descr(meta.get("descr"))
+        shape = meta.get("shape")
+        fortran, header_size = meta.get("fortran_order"), meta.get("header_size")
+        subclass = meta.get("subclass")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > _MAX_NDIM
+            or not all(type(n) is int and n >= 0 for n in shape)
+            or type(fortran) is not bool
+            or type(header_size) is not int
+            or not 0 < header_size <= 1 << 20
+            or (subclass is not None and subclass not in _SUBCLASSES)
+        ):
+            raise DeserializationError(
+                f"numpy part: malformed array description (shape={shape!r}, "
+                f"fortran_order={fortran!r}, header_size={header_size!r}, subclass={subclass!r})"
+            )
+        # the file must hold exactly this array: checked before anything is allocated
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        size = reader.size(".npy")
+        if size != header_size + nbytes:
+            raise DeserializationError(
+                f"numpy part: a {dtype} array of shape {tuple(shape)} needs {nbytes} bytes after "
+                f"a {header_size}-byte header, but the file holds {size} bytes"
+            )
+        arr = np.empty(tuple(shape), dtype=dtype, order="F" if fortran else "C")
+        header = bytearray(header_size)
         reader.read_into(".npy", [memoryview(header), _byte_view(arr.T if fortran else arr)])
+        if bytes(header) != _npy_header(ast.literal_eval(meta["descr"]), fortran, tuple(shape)):
+            raise DeserializationError(
+                "numpy part: the .npy header does not describe the array its manifest records"
+            )
+        if subclass is not None:
+            return arr.view(_SUBCLASSES[subclass])
         return arr
+
+
+class MaskedArrayCodec(Codec):
+    """``numpy.ma.MaskedArray``: data and mask as ``.npy`` parts, fill value inline. No pickle."""
+
+    id = "numpy.ma.MaskedArray/npy"
+    version = 1
+    types = ("numpy.ma.MaskedArray", "numpy.ma.core.MaskedArray")
+    library = "numpy"
+    # .npy files and raw scalar bytes: the same under any numpy
+    version_policy = "stable"
+
+    def can_encode(self, obj: Any) -> bool:
+        return type(obj) is np.ma.MaskedArray and not obj.dtype.hasobject
+
+    def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
+        codec = NDArrayCodec()
+        meta: dict[str, Any] = {
+            "data": codec.encode(np.ma.getdata(obj), Prefixed(writer, ".data")),  # type: ignore[arg-type]
+            "hard_mask": bool(obj.hardmask),
+            "fill_value": _scalar_meta(np.asarray(obj.fill_value, dtype=obj.dtype)),
+        }
+        if obj.mask is np.ma.nomask:
+            meta["nomask"] = True
+        else:
+            meta["mask"] = codec.encode(np.asarray(obj.mask), Prefixed(writer, ".mask"))  # type: ignore[arg-type]
+        return meta
+
+    def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
+        codec = NDArrayCodec()
+        data = codec.decode(Prefixed(reader, ".data"), meta["data"], 1)  # type: ignore[arg-type]
+        mask = (
+            np.ma.nomask
+            if meta.get("nomask")
+            else codec.decode(Prefixed(reader, ".mask"), meta["mask"], 1)  # type: ignore[arg-type]
+        )
+        if mask is not np.ma.nomask and (
+            mask.shape != data.shape or mask.dtype != np.ma.make_mask_descr(data.dtype)
+        ):
+            raise DeserializationError("numpy part: a masked array's mask does not fit its data")
+        fill = _scalar_from_meta(meta["fill_value"])
+        out = np.ma.MaskedArray(data, mask=mask, fill_value=fill, hard_mask=bool(meta["hard_mask"]))
+        return out
+
+
+def _scalar_meta(arr: np.ndarray[Any, Any]) -> dict[str, Any]:
+    return {
+        "descr": repr(np.lib.format.dtype_to_descr(arr.dtype)),
+        "data": base64.b64encode(arr.tobytes()).decode("ascii"),
+    }
+
+
+def _scalar_from_meta(meta: Any) -> Any:
+    if not isinstance(meta, dict) or not isinstance(meta.get("data"), str):
+        raise DeserializationError(f"numpy part: malformed scalar {meta!r:.200}")
+    dtype = _dtype_from_descr(meta.get("descr"))
+    data = base64.b64decode(meta["data"], validate=True)
+    if len(data) != dtype.itemsize:
+        raise DeserializationError(
+            f"numpy part: a {dtype} scalar needs {dtype.itemsize} bytes, not {len(data)}"
+        )
+    return np.frombuffer(data, dtype=dtype, count=1).reshape(())[()]
 
 
 class ScalarCodec(Codec):
@@ -103,23 +224,19 @@ class ScalarCodec(Codec):
 
     id = "numpy.generic/raw"
     version = 1
-    types = ("numpy.generic",)
+    types = ("numpy.generic", "numpy.bytes_")
     library = "numpy"
+    # raw bytes of a dtype described like .npy does: the same under any numpy
+    version_policy = "stable"
 
     def can_encode(self, obj: Any) -> bool:
         return not obj.dtype.hasobject
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
-        arr = np.asarray(obj)
-        return {
-            "descr": repr(np.lib.format.dtype_to_descr(arr.dtype)),
-            "data": base64.b64encode(arr.tobytes()).decode("ascii"),
-        }
+        return _scalar_meta(np.asarray(obj))
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        dtype = _dtype_from_descr(meta["descr"])
-        data = base64.b64decode(meta["data"])
-        return np.frombuffer(data, dtype=dtype, count=1).reshape(())[()]
+        return _scalar_from_meta(meta)
 
 
 class DTypeCodec(Codec):
@@ -129,6 +246,8 @@ class DTypeCodec(Codec):
     version = 1
     types = ("numpy.dtype",)
     library = "numpy"
+    # the .npy dtype description
+    version_policy = "stable"
 
     def can_encode(self, obj: Any) -> bool:
         return not obj.hasobject
@@ -137,4 +256,4 @@ class DTypeCodec(Codec):
         return {"descr": repr(np.lib.format.dtype_to_descr(obj))}
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        return _dtype_from_descr(meta["descr"])
+        return _dtype_from_descr(meta.get("descr"))

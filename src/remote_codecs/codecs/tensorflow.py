@@ -24,6 +24,8 @@ class TensorCodec(Codec):
     version = 1
     types = ("tensorflow.python.framework.ops._EagerTensorBase",)
     library = "tensorflow"
+    # the part is a .npy array: any TensorFlow reads it
+    version_policy = "stable"
 
     def can_encode(self, obj: Any) -> bool:
         return bool(obj.dtype != tf.string and obj.dtype.is_numpy_compatible)
@@ -47,6 +49,8 @@ class VariableCodec(Codec):
     version = 1
     types = ("tensorflow.python.ops.variables.Variable",)
     library = "tensorflow"
+    # the part is a .npy array: any TensorFlow reads it
+    version_policy = "stable"
 
     def can_encode(self, obj: Any) -> bool:
         return bool(obj.dtype != tf.string)

@@ -1,6 +1,10 @@
 """polars ``DataFrame`` and ``Series`` through Arrow IPC (polars' own Arrow conversion
 keeps its dtypes: Categorical, Enum, Decimal, List, Struct ...). No pickle.
 
+Frames with 128-bit integer columns (``Int128``, at any nesting), which pyarrow cannot
+hold, are written with polars' own Arrow IPC writer instead (same file format; polars
+reads it back, chunks merged).
+
 Columns of polars' ``Object`` dtype hold arbitrary Python objects that neither Arrow
 nor polars can serialize: they are refused, naming the columns.
 """
@@ -27,6 +31,36 @@ def _read(reader: PartReader) -> pa.Table:
     return pa.ipc.open_file(pa.BufferReader(buf)).read_all()
 
 
+def _wide_integers(dtype: Any) -> bool:
+    """Whether a polars dtype is, or holds, a 128-bit integer (pyarrow has none)."""
+    wide = tuple(t for t in (getattr(pl, "Int128", None), getattr(pl, "UInt128", None)) if t)
+    if any(dtype == t for t in wide):
+        return True
+    inner = getattr(dtype, "inner", None)
+    if inner is not None and _wide_integers(inner):
+        return True
+    return any(_wide_integers(f.dtype) for f in getattr(dtype, "fields", None) or ())
+
+
+def _encode_frame(writer: PartWriter, frame: pl.DataFrame) -> dict[str, Any]:
+    if any(_wide_integers(d) for d in frame.dtypes):
+        with writer.open(".arrow") as f:
+            frame.write_ipc(f, compression="uncompressed")  # type: ignore[arg-type]
+        return {"writer": "polars"}
+    _write(writer, frame.to_arrow())
+    return {}
+
+
+def _decode_frame(reader: PartReader, meta: dict[str, Any]) -> pl.DataFrame:
+    if meta.get("writer") == "polars":
+        import io
+
+        return pl.read_ipc(io.BytesIO(reader.read(".arrow")))
+    frame = pl.from_arrow(_read(reader), rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def _refuse_objects(names: list[str], dtypes: list[Any]) -> None:
     bad = [name for name, dtype in zip(names, dtypes) if dtype == pl.Object]
     if bad:
@@ -43,14 +77,15 @@ class DataFrameCodec(Codec):
     version = 1
     types = ("polars.dataframe.frame.DataFrame",)
     library = "polars"
+    # polars writes the newest Arrow layouts it knows (view types, 128-bit integers)
+    version_policy = "no-newer"
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         _refuse_objects(obj.columns, obj.dtypes)
-        _write(writer, obj.to_arrow())
-        return {}
+        return _encode_frame(writer, obj)
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        return pl.from_arrow(_read(reader), rechunk=False)
+        return _decode_frame(reader, meta)
 
 
 class SeriesCodec(Codec):
@@ -60,13 +95,12 @@ class SeriesCodec(Codec):
     version = 1
     types = ("polars.series.series.Series",)
     library = "polars"
+    # polars writes the newest Arrow layouts it knows (view types, 128-bit integers)
+    version_policy = "no-newer"
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         _refuse_objects([obj.name], [obj.dtype])
-        _write(writer, pl.DataFrame([obj]).to_arrow())
-        return {"name": obj.name}
+        return {"name": obj.name, **_encode_frame(writer, pl.DataFrame([obj]))}
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        frame = pl.from_arrow(_read(reader), rechunk=False)
-        assert isinstance(frame, pl.DataFrame)
-        return frame.to_series(0).alias(meta["name"])
+        return _decode_frame(reader, meta).to_series(0).alias(meta["name"])
