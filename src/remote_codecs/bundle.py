@@ -208,8 +208,10 @@ def _human(n: int) -> str:
 
 
 class _PartWriter:
-    def __init__(self, sink: Sink, part_id: int) -> None:
+    def __init__(self, sink: Sink, part_id: int, shared: dict[str, Any]) -> None:
         self._sink = sink
+        self.part_id = part_id
+        self.shared = shared
         self._prefix = file_prefix(part_id, sink.tag)
         self._writers: list[HashingWriter] = []
         self.pickled = False
@@ -263,6 +265,7 @@ class BundleWriter:
         self.key = _key_bytes(key)
         self.parts: list[dict[str, Any]] = []
         self._memo: dict[int, tuple[Any, int]] = {}
+        self.shared: dict[str, Any] = {}  # codecs' state across the parts of this bundle
         self._libraries: set[str] = set()
 
     def add_part(self, obj: Any, codec: Codec, path: Callable[[], str]) -> int:
@@ -271,7 +274,7 @@ class BundleWriter:
         if hit is not None:
             return hit[1]
         part_id = len(self.parts)
-        writer = _PartWriter(self.sink, part_id)
+        writer = _PartWriter(self.sink, part_id, self.shared)
         try:
             meta = codec.encode(obj, writer)
             files = writer.finish()
@@ -459,6 +462,17 @@ class _PartReader:
         self._codec = codec
         prefix = file_prefix(part.id, reader.manifest.tag)
         self._files = {f.name[len(prefix) :]: f for f in part.files}
+        self.part_id = part.id
+        self.shared = reader.shared
+
+    def decode_part(self, part_id: int) -> Any:
+        """The decoded object of an earlier part of this bundle (decoded once, verified)."""
+        if type(part_id) is not int or not 0 <= part_id < self.part_id:
+            raise DeserializationError(
+                f"{self._reader.source.description}: part {self.part_id} refers to part "
+                f"{str(part_id)[:20]}, which is not an earlier part of the bundle"
+            )
+        return self._reader.part(part_id)
 
     @property
     def allow_pickle(self) -> bool:
@@ -531,6 +545,7 @@ class BundleReader:
         check_purpose(self.manifest.raw, purpose, source.description)
         self._parts = self.manifest.parts
         self._decoded: dict[int, Any] = {}
+        self.shared: dict[str, Any] = {}  # codecs' state across the parts of this bundle
         self._lock = threading.RLock()
         self._codecs = self._audit()
 

@@ -23,6 +23,14 @@ class PartWriter(Protocol):
     def pickle(self, suffix: str, obj: Any) -> None:
         """Write ``obj`` with cloudpickle and mark this part as needing pickle to load."""
 
+    @property
+    def part_id(self) -> int:
+        """This part's id in its bundle."""
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        """State shared by the codecs of one bundle's parts (key it by your codec)."""
+
 
 class PartReader(Protocol):
     """Where a codec reads one part from. Every read is verified against the manifest."""
@@ -46,6 +54,17 @@ class PartReader(Protocol):
 
     def unpickle(self, suffix: str) -> Any:
         """Read and unpickle a file written by :meth:`PartWriter.pickle`; refused in safe mode."""
+
+    @property
+    def part_id(self) -> int:
+        """This part's id in its bundle."""
+
+    @property
+    def shared(self) -> dict[str, Any]:
+        """State shared by the codecs of one bundle's parts while it is decoded."""
+
+    def decode_part(self, part_id: int) -> Any:
+        """The decoded object of an *earlier* part of the same bundle (decoded once)."""
 
     @property
     def written_version(self) -> str | None:

@@ -25,7 +25,6 @@ tied.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import numpy as np
@@ -99,31 +98,18 @@ class _Written:
         self.part, self.lo, self.hi, self.keep = part, lo, hi, keep
 
 
-_written: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], _Written]] = (
-    weakref.WeakKeyDictionary()
-)
-_loaded: weakref.WeakKeyDictionary[Any, dict[int, torch.UntypedStorage]] = (
-    weakref.WeakKeyDictionary()
-)
+def _writer_scope(writer: Any) -> tuple[dict[Any, _Written], int] | None:
+    """The storages already written in this bundle (none through a Prefixed writer)."""
+    if isinstance(writer, Prefixed) or not hasattr(writer, "shared"):
+        return None
+    return writer.shared.setdefault("torch.storages", {}), writer.part_id
 
 
-def _writer_scope(writer: Any) -> tuple[Any, int] | None:
-    if isinstance(writer, Prefixed):
+def _reader_scope(reader: Any) -> tuple[dict[int, torch.UntypedStorage], int] | None:
+    """The storages already read in this bundle, by part (none through Prefixed)."""
+    if isinstance(reader, Prefixed) or not hasattr(reader, "shared"):
         return None
-    sink, prefix = getattr(writer, "_sink", None), getattr(writer, "_prefix", None)
-    if sink is None or not isinstance(prefix, str) or not prefix.isdigit():
-        return None
-    return sink, int(prefix)
-
-
-def _reader_scope(reader: Any) -> tuple[Any, int] | None:
-    if isinstance(reader, Prefixed):
-        return None
-    bundle = getattr(reader, "_reader", None)
-    part_id = getattr(getattr(reader, "_part", None), "id", None)
-    if bundle is None or not hasattr(bundle, "part") or not isinstance(part_id, int):
-        return None
-    return bundle, part_id
+    return reader.shared.setdefault("torch.storages", {}), reader.part_id
 
 
 # -- dense pieces (quantized and sparse components) -----------------------------------------
@@ -288,7 +274,7 @@ def _encode_strided(t: torch.Tensor, writer: PartWriter) -> dict[str, Any]:
     scope = _writer_scope(writer) if hi > lo else None
     key = (str(storage.device), storage.data_ptr())
     if scope is not None:
-        held = _written.setdefault(scope[0], {}).get(key)
+        held = scope[0].get(key)
         if held is not None and held.lo <= lo and hi <= held.hi and (lo - held.lo) % item == 0:
             meta.update(storage_part=held.part, offset=(lo - held.lo) // item)
             return meta
@@ -301,7 +287,7 @@ def _encode_strided(t: torch.Tensor, writer: PartWriter) -> dict[str, Any]:
     writer.write(".bin", _byte_view(data.cpu()))
     meta["offset"] = (offset * item - lo) // item
     if scope is not None and hi > lo:
-        _written[scope[0]][key] = _Written(scope[1], lo, hi, storage)
+        scope[0][key] = _Written(scope[1], lo, hi, storage)
     return meta
 
 
@@ -352,7 +338,7 @@ def _read_storage(reader: PartReader, meta: dict[str, Any]) -> torch.UntypedStor
     storage = base.untyped_storage()
     scope = _reader_scope(reader)
     if scope is not None:
-        _loaded.setdefault(scope[0], {})[scope[1]] = storage
+        scope[0][scope[1]] = storage
     return storage
 
 
@@ -363,9 +349,8 @@ def _shared_storage(reader: PartReader, owner: Any) -> torch.UntypedStorage:
             f"torch part: its storage is said to be held by part {owner!r}, which is not an "
             "earlier part of this bundle"
         )
-    bundle, _ = scope
-    bundle.part(owner)  # decoded once (and verified) by the bundle
-    storage = _loaded.get(bundle, {}).get(owner)
+    reader.decode_part(owner)  # type: ignore[attr-defined]  # decoded once, verified
+    storage = scope[0].get(owner)
     if storage is None:
         raise DeserializationError(
             f"torch part: part {owner}, said to hold its storage, holds no tensor storage"
