@@ -57,18 +57,45 @@ def raw_zip(entries: Iterable[tuple[str, bytes] | tuple[str, bytes, int]]) -> by
         raw_name = name.encode("utf-8")
         crc = zlib.crc32(data)
         offset = out.tell()
-        out.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0x800, 0, 0, 0, crc, size, size,
-                              len(raw_name), 0))
+        out.write(
+            struct.pack(
+                "<4s5H3L2H", b"PK\x03\x04", 20, 0x800, 0, 0, 0, crc, size, size, len(raw_name), 0
+            )
+        )
         out.write(raw_name)
         out.write(data)
-        central.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0x800, 0, 0, 0, crc,
-                                   size, size, len(raw_name), 0, 0, 0, 0, 0, offset) + raw_name)
+        central.append(
+            struct.pack(
+                "<4s6H3L5H2L",
+                b"PK\x01\x02",
+                20,
+                20,
+                0x800,
+                0,
+                0,
+                0,
+                crc,
+                size,
+                size,
+                len(raw_name),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + raw_name
+        )
     start = out.tell()
     for c in central:
         out.write(c)
     end = out.tell()
-    out.write(struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(central), len(central),
-                          end - start, start, 0))
+    out.write(
+        struct.pack(
+            "<4s4H2LH", b"PK\x05\x06", 0, 0, len(central), len(central), end - start, start, 0
+        )
+    )
     return out.getvalue()
 
 
@@ -107,8 +134,9 @@ def files_named(root: Path, needle: str) -> list[Path]:
     return found
 
 
-def refusal(fn: Callable[[], Any], *names: str, error: type[BaseException] = rc.DeserializationError
-            ) -> BaseException:
+def refusal(
+    fn: Callable[[], Any], *names: str, error: type[BaseException] = rc.DeserializationError
+) -> BaseException:
     """Run ``fn``; it must raise ``error`` (a DeserializationError unless told) whose message
     names one of ``names``. Returns the exception."""
     with pytest.raises(BaseException) as info:
@@ -162,7 +190,11 @@ def same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        return (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        )
     if isinstance(a, (pd.DataFrame, pd.Series, pd.Index)):
         return bool(a.equals(b))
     if isinstance(a, dict):

@@ -63,8 +63,19 @@ def _edit_manifest(folder: Path, edit) -> None:
 
 # --------------------------------------------------------------------------- path traversal
 
-TRAVERSAL = ["../../x/victim", "{abs}", "a/b", "..", ".", "", "0\x00.npy", "0.npy\nvictim",
-             "..\\..\\victim", "victim/", "./0.npy"]
+TRAVERSAL = [
+    "../../x/victim",
+    "{abs}",
+    "a/b",
+    "..",
+    ".",
+    "",
+    "0\x00.npy",
+    "0.npy\nvictim",
+    "..\\..\\victim",
+    "victim/",
+    "./0.npy",
+]
 
 
 def _bad_name(name: str, tmp_path: Path) -> str:
@@ -91,7 +102,9 @@ def test_folder_part_name_outside_the_bundle_is_refused(tmp_path, name):
 
 
 @pytest.mark.parametrize("name", TRAVERSAL)
-def test_zip_part_name_outside_the_bundle_is_refused_and_nothing_is_written(tmp_path, private_tmp, name):
+def test_zip_part_name_outside_the_bundle_is_refused_and_nothing_is_written(
+    tmp_path, private_tmp, name
+):
     name = _bad_name(name, tmp_path)
     files = unzip(rc.dumps({"x": np.arange(4)}))
     m = manifest_of(files)
@@ -101,8 +114,12 @@ def test_zip_part_name_outside_the_bundle_is_refused_and_nothing_is_written(tmp_
     assert files_named(tmp_path, "victim") == []
 
 
-@pytest.mark.parametrize("name", ["../../x/victim", "{abs}", "../../../../../x/victim", "a/../../victim"])
-def test_fsspec_part_name_outside_the_bundle_writes_nothing_while_prefetching(tmp_path, private_tmp, name):
+@pytest.mark.parametrize(
+    "name", ["../../x/victim", "{abs}", "../../../../../x/victim", "a/../../victim"]
+)
+def test_fsspec_part_name_outside_the_bundle_writes_nothing_while_prefetching(
+    tmp_path, private_tmp, name
+):
     import fsspec
 
     fs = fsspec.filesystem("memory")
@@ -138,8 +155,9 @@ def test_zip_pickled_skeleton_named_outside_is_refused(tmp_path, marker):
     m = manifest_of(files)
     evil = evil_pickle(marker)
     m["skeleton"].update(file="../outside.pkl", size=len(evil), digest=digest(evil))
-    data = raw_zip([("manifest.json", encode_manifest(m)), ("0.npy", files["0.npy"]),
-                    ("../outside.pkl", evil)])
+    data = raw_zip(
+        [("manifest.json", encode_manifest(m)), ("0.npy", files["0.npy"]), ("../outside.pkl", evil)]
+    )
     refusal(lambda: rc.loads(data), "../outside.pkl", "manifest")
     assert files_named(tmp_path, "outside") == []
 
@@ -309,14 +327,30 @@ def test_deeply_nested_folder_manifest_is_a_deserialization_error(tmp_path):
 
 # the tags of the brief: each must be a DeserializationError
 BAD_TAGS = [
-    {"$dict": 5}, {"$complex": [1]}, {"$bytes": "!!"}, {"$float": "1e999x"}, {"$part": "0"},
-    {"$part": 99}, {"$odict": 3}, {"$set": [[1]]},
+    {"$dict": 5},
+    {"$complex": [1]},
+    {"$bytes": "!!"},
+    {"$float": "1e999x"},
+    {"$part": "0"},
+    {"$part": 99},
+    {"$odict": 3},
+    {"$set": [[1]]},
 ]
 # more of the same: a DeserializationError, or read back as the plain dict they spell
 MORE_TAGS = [
-    {"$dict": [[1]]}, {"$dict": [[[1], 2]]}, {"$complex": "x"}, {"$bytes": 5}, {"$bytearray": 3},
-    {"$float": 1.5}, {"$part": -1}, {"$part": None}, {"$part": True}, {"$frozenset": "ab"},
-    {"$frozenset": [{"a": 1}]}, {"$tuple": 5}, {"$tuple": [1], "extra": 2},
+    {"$dict": [[1]]},
+    {"$dict": [[[1], 2]]},
+    {"$complex": "x"},
+    {"$bytes": 5},
+    {"$bytearray": 3},
+    {"$float": 1.5},
+    {"$part": -1},
+    {"$part": None},
+    {"$part": True},
+    {"$frozenset": "ab"},
+    {"$frozenset": [{"a": 1}]},
+    {"$tuple": 5},
+    {"$tuple": [1], "extra": 2},
 ]
 
 
@@ -324,7 +358,9 @@ MORE_TAGS = [
 def test_malformed_tag_in_an_unsigned_bundle_is_a_deserialization_error(tmp_path, tag):
     bundle = tmp_path / "bundle"
     _array_bundle(bundle)
-    _edit_manifest(bundle, lambda m: m["skeleton"].__setitem__("value", {"x": {"$part": 0}, "y": tag}))
+    _edit_manifest(
+        bundle, lambda m: m["skeleton"].__setitem__("value", {"x": {"$part": 0}, "y": tag})
+    )
     try:
         value = rc.load(bundle, allow_pickle=False)
     except rc.DeserializationError as e:
@@ -341,16 +377,26 @@ def test_malformed_tag_in_an_unsigned_bundle_is_a_deserialization_error(tmp_path
 def test_malformed_tag_in_a_signed_bundle_fails_its_signature_first(tmp_path, tag):
     bundle = tmp_path / "bundle"
     rc.save({"x": np.arange(4)}, bundle, key=KEY)
-    _edit_manifest(bundle, lambda m: m["skeleton"].__setitem__("value", {"x": {"$part": 0}, "y": tag}))
-    refusal(lambda: rc.load(bundle, key=KEY, allow_pickle=False), "manifest.json", "signature",
-            error=rc.IntegrityError)
+    _edit_manifest(
+        bundle, lambda m: m["skeleton"].__setitem__("value", {"x": {"$part": 0}, "y": tag})
+    )
+    refusal(
+        lambda: rc.load(bundle, key=KEY, allow_pickle=False),
+        "manifest.json",
+        "signature",
+        error=rc.IntegrityError,
+    )
 
 
 def test_unsigned_bundle_is_refused_when_a_key_is_given(tmp_path):
     bundle = tmp_path / "bundle"
     _array_bundle(bundle)
-    refusal(lambda: rc.load(bundle, key=KEY, allow_pickle=False), "signature", "signed",
-            error=rc.IntegrityError)
+    refusal(
+        lambda: rc.load(bundle, key=KEY, allow_pickle=False),
+        "signature",
+        "signed",
+        error=rc.IntegrityError,
+    )
 
 
 # ----------------------------------------------------------------------------- safe mode
@@ -388,7 +434,9 @@ def test_pickled_skeleton_with_planted_reduce_is_refused_in_safe_mode(marker):
     m = manifest_of(files)
     evil = evil_pickle(marker)
     m["skeleton"].update(size=len(evil), digest=digest(evil))
-    data = zip_files({"manifest.json": encode_manifest(m), "0.npy": files["0.npy"], "skeleton.pkl": evil})
+    data = zip_files(
+        {"manifest.json": encode_manifest(m), "0.npy": files["0.npy"], "skeleton.pkl": evil}
+    )
     refusal(lambda: rc.loads(data, allow_pickle=False), "pickle")
 
 
@@ -396,8 +444,15 @@ def test_json_skeleton_claiming_pickle_kind_is_refused_in_safe_mode(marker):
     files = unzip(rc.dumps({"x": np.arange(4)}))
     m = manifest_of(files)
     evil = evil_pickle(marker)
-    m["skeleton"] = {"kind": "pickle", "file": "skeleton.pkl", "size": len(evil), "digest": digest(evil)}
-    data = zip_files({"manifest.json": encode_manifest(m), "0.npy": files["0.npy"], "skeleton.pkl": evil})
+    m["skeleton"] = {
+        "kind": "pickle",
+        "file": "skeleton.pkl",
+        "size": len(evil),
+        "digest": digest(evil),
+    }
+    data = zip_files(
+        {"manifest.json": encode_manifest(m), "0.npy": files["0.npy"], "skeleton.pkl": evil}
+    )
     refusal(lambda: rc.loads(data, allow_pickle=False), "pickle")
 
 
@@ -424,9 +479,17 @@ def test_unsupported_codec_version_is_refused():
     refusal(lambda: rc.loads(data, allow_pickle=False), "999", "version")
 
 
-@pytest.mark.parametrize("claimed", ["pandas.DataFrame/arrow", "torch.Tensor/raw", "scipy.sparse/npy",
-                                     "xgboost.XGBModel/ubj", "sklearn.BaseEstimator/skops",
-                                     "pyarrow.Table/arrow"])
+@pytest.mark.parametrize(
+    "claimed",
+    [
+        "pandas.DataFrame/arrow",
+        "torch.Tensor/raw",
+        "scipy.sparse/npy",
+        "xgboost.XGBModel/ubj",
+        "sklearn.BaseEstimator/skops",
+        "pyarrow.Table/arrow",
+    ],
+)
 def test_part_claiming_another_codec_is_a_deserialization_error(claimed, marker):
     data = _swap_codec(rc.dumps({"x": np.arange(4)}), claimed)
     try:
@@ -463,8 +526,11 @@ HOSTILE_META = [
 ]
 
 
-@pytest.mark.parametrize(("codec", "cls", "params", "base"), HOSTILE_META,
-                         ids=[f"{c}-{k}-{b}" for c, k, _, b in HOSTILE_META])
+@pytest.mark.parametrize(
+    ("codec", "cls", "params", "base"),
+    HOSTILE_META,
+    ids=[f"{c}-{k}-{b}" for c, k, _, b in HOSTILE_META],
+)
 def test_hostile_meta_is_refused_before_anything_is_imported(codec, cls, params, base, marker):
     data = rc.dumps({"x": np.arange(4)}) if base == "numpy" else _real_part(codec)
     files = unzip(data)
@@ -494,8 +560,13 @@ def test_hostile_meta_is_refused_before_anything_is_imported(codec, cls, params,
     path = marker.parent / "hostile.zip"
     path.write_bytes(data)
     # a fresh interpreter, so that "nothing imported" can be observed
-    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
-                         timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("@")]
     assert lines and lines[0].startswith("@REFUSED"), out.stdout + out.stderr[-2000:]
     assert cls in lines[0], f"the refusal does not name the class {cls!r}: {lines[0]}"
@@ -514,12 +585,22 @@ def test_sklearn_part_calling_a_numpy_function_is_refused(tmp_path, marker):
     schema = json.loads(inner["schema.json"])
 
     def s(text):
-        return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode",
-                "content": json.dumps(text), "is_json": True, "__id__": abs(hash(text))}
+        return {
+            "__class__": "str",
+            "__module__": "builtins",
+            "__loader__": "JsonNode",
+            "content": json.dumps(text),
+            "is_json": True,
+            "__id__": abs(hash(text)),
+        }
 
     schema["content"]["content"]["penalty"] = {
-        "__class__": "run_main", "__module__": "numpy.f2py.f2py2e", "__loader__": "ListNode",
-        "content": [s("-m"), s("evilmodule"), s(str(tmp_path / "m.f90"))], "__id__": 4242}
+        "__class__": "run_main",
+        "__module__": "numpy.f2py.f2py2e",
+        "__loader__": "ListNode",
+        "content": [s("-m"), s("evilmodule"), s(str(tmp_path / "m.f90"))],
+        "__id__": 4242,
+    }
     inner["schema.json"] = json.dumps(schema).encode()
     part = zip_files(inner)
     m = manifest_of(files)
@@ -559,25 +640,59 @@ def test_empty_key_is_refused(tmp_path):
 
 def test_purpose_is_bound_into_the_signature():
     data = rc.dumps({"a": 1}, key=KEY, purpose="job-1/results")
-    refusal(lambda: rc.loads(data, key=KEY, purpose="job-1/arguments"), "purpose", "job-1/results",
-            error=rc.IntegrityError)
+    refusal(
+        lambda: rc.loads(data, key=KEY, purpose="job-1/arguments"),
+        "purpose",
+        "job-1/results",
+        error=rc.IntegrityError,
+    )
     files = unzip(data)
     m = manifest_of(files)
     m["purpose"] = "job-1/arguments"
     files["manifest.json"] = encode_manifest(m)
-    refusal(lambda: rc.loads(zip_files(files), key=KEY, purpose="job-1/arguments"), "signature",
-            "manifest.json", error=rc.IntegrityError)
+    refusal(
+        lambda: rc.loads(zip_files(files), key=KEY, purpose="job-1/arguments"),
+        "signature",
+        "manifest.json",
+        error=rc.IntegrityError,
+    )
 
 
 # ----------------------------------------------------------------------------- fuzzing
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["$part", "$tuple", "$dict", "$set", "$frozenset", "$float",
-                                       "$complex", "$bytes", "$bytearray", "$odict", "format", "skeleton",
-                                       "parts", "kind", "value", "files", "name", "size", "a"])
-                      | st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "$part",
+                    "$tuple",
+                    "$dict",
+                    "$set",
+                    "$frozenset",
+                    "$float",
+                    "$complex",
+                    "$bytes",
+                    "$bytearray",
+                    "$odict",
+                    "format",
+                    "skeleton",
+                    "parts",
+                    "kind",
+                    "value",
+                    "files",
+                    "name",
+                    "size",
+                    "a",
+                ]
+            )
+            | st.text(max_size=4),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -591,9 +706,15 @@ def _must_load_or_refuse(fn):
         raise AssertionError(f"raw {type(e).__name__}: {e}") from e
 
 
-@settings(max_examples=50, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(manifest=JSON | st.fixed_dictionaries({"format": st.just(1), "skeleton": JSON, "parts": JSON}))
+@settings(
+    max_examples=50,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    manifest=JSON | st.fixed_dictionaries({"format": st.just(1), "skeleton": JSON, "parts": JSON})
+)
 def test_fuzz_random_json_manifests(manifest):
     data = zip_files({"manifest.json": json.dumps(manifest).encode(), "0.npy": b"\x93NUMPY"})
     _must_load_or_refuse(lambda: rc.loads(data, allow_pickle=False))
@@ -643,17 +764,25 @@ def _mutate(data: bytes, mutation) -> bytes:
         return bytes([arg]) if op == "insert" else data
     if op == "flip":
         i = pos % len(data)
-        return data[:i] + bytes([data[i] ^ arg]) + data[i + 1:]
+        return data[:i] + bytes([data[i] ^ arg]) + data[i + 1 :]
     if op == "truncate":
         return data[: pos % len(data)]
     i = pos % (len(data) + 1)
     return data[:i] + bytes([arg]) + data[i:]
 
 
-@settings(max_examples=80, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(sorted(_BUNDLES)), target=st.integers(0, 10), mutation=MUTATION,
-       signed=st.booleans())
+@settings(
+    max_examples=80,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    which=st.sampled_from(sorted(_BUNDLES)),
+    target=st.integers(0, 10),
+    mutation=MUTATION,
+    signed=st.booleans(),
+)
 def test_fuzz_mutations_of_real_bundles(tmp_path_factory, which, target, mutation, signed):
     value, data = _BUNDLES[which]
     if not signed:
@@ -728,9 +857,13 @@ def _value(who: str):
 
 
 def _writer(tmp_path: Path, who: str, path: Path, rounds: int, sync: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, who, str(path), str(rounds), sync],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, who, str(path), str(rounds), sync],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
 
 
 @pytest.mark.timeout(60)
@@ -764,13 +897,22 @@ def test_two_writers_leave_one_whole_bundle(tmp_path):
 def test_reader_sees_the_old_or_the_new_bundle_while_a_writer_replaces_it(tmp_path):
     path = tmp_path / "bundle"
     rc.save(_value("A"), path)
-    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, numpy as np, remote_codecs as rc
         for i in range(50):
             who = "AB"[i % 2]
             rc.save({"who": who, "x": np.full(300_000, ord(who), dtype="<f8")}, sys.argv[1])
-    """), str(path)], env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-        stderr=subprocess.PIPE, text=True)
+    """),
+            str(path),
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     problems, loads = [], 0
     while writer.poll() is None:
         try:
@@ -782,7 +924,9 @@ def test_reader_sees_the_old_or_the_new_bundle_while_a_writer_replaces_it(tmp_pa
             problems.append(f"{type(e).__name__}: {e}")
     _, err = writer.communicate()
     assert writer.returncode == 0, err
-    assert problems == [], f"{len(problems)} of {loads + len(problems)} loads failed: {problems[:3]}"
+    assert problems == [], (
+        f"{len(problems)} of {loads + len(problems)} loads failed: {problems[:3]}"
+    )
 
 
 def test_bounded_helper_detects_a_blocking_fifo(tmp_path):
