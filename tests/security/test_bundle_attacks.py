@@ -526,51 +526,77 @@ HOSTILE_META = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("codec", "cls", "params", "base"),
-    HOSTILE_META,
-    ids=[f"{c}-{k}-{b}" for c, k, _, b in HOSTILE_META],
-)
-def test_hostile_meta_is_refused_before_anything_is_imported(codec, cls, params, base, marker):
-    data = rc.dumps({"x": np.arange(4)}) if base == "numpy" else _real_part(codec)
-    files = unzip(data)
-    meta = dict(manifest_of(files)["parts"][0]["meta"])
-    if base == "numpy":
-        meta = {"fitted": False}
-    meta["class"] = cls
-    if params is not None:
-        meta["params"] = json.loads(json.dumps(params).replace("{marker}", str(marker)))
-    data = _swap_codec(data, codec, meta=meta)
-    module = cls.replace(":", ".").rsplit(".", 1)[0]
-    library = "xgboost" if codec.startswith("xgboost") else "scipy.sparse"
-    script = textwrap.dedent(f"""
-        import sys, remote_codecs as rc
-        import {library}  # what the codec imports anyway
-        data = open(sys.argv[1], "rb").read()
-        before = {module!r} in sys.modules
+_HOSTILE_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import remote_codecs as rc
+    import scipy.sparse, xgboost  # what the codecs import anyway
+    for line in open(sys.argv[1]):
+        case = json.loads(line)
+        before = case["module"] in sys.modules
         try:
-            v = rc.loads(data, allow_pickle=False)
-            print("@LOADED", repr(v)[:200])
+            v = rc.loads(open(case["path"], "rb").read(), allow_pickle=False)
+            outcome, msg = "LOADED", repr(v)[:200]
         except rc.DeserializationError as e:
-            print("@REFUSED", str(e)[:300])
+            outcome, msg = "REFUSED", str(e)[:400]
         except BaseException as e:
-            print("@RAW", type(e).__name__, str(e)[:300])
-        print("@IMPORTED", (not before) and {module!r} in sys.modules)
-    """)
-    path = marker.parent / "hostile.zip"
-    path.write_bytes(data)
-    # a fresh interpreter, so that "nothing imported" can be observed
+            outcome, msg = "RAW", f"{type(e).__name__}: {str(e)[:300]}"
+        imported = (not before) and case["module"] in sys.modules
+        print("@" + json.dumps({"outcome": outcome, "msg": msg, "imported": imported}), flush=True)
+""")
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(tmp_path_factory):
+    """Every hostile-meta bundle loaded in one fresh interpreter (so that "nothing was
+    imported" can be observed): case index -> (outcome, message, imported, marker)."""
+    pytest.importorskip("xgboost")
+    pytest.importorskip("scipy.sparse")
+    folder = tmp_path_factory.mktemp("hostile")
+    cases = []
+    for i, (codec, cls, params, base) in enumerate(HOSTILE_META):
+        marker = folder / f"PWNED-{i}"
+        data = rc.dumps({"x": np.arange(4)}) if base == "numpy" else _real_part(codec)
+        meta = (
+            {"fitted": False}
+            if base == "numpy"
+            else dict(manifest_of(unzip(data))["parts"][0]["meta"])
+        )
+        meta["class"] = cls
+        if params is not None:
+            meta["params"] = json.loads(json.dumps(params).replace("{marker}", str(marker)))
+        path = folder / f"case-{i}.zip"
+        path.write_bytes(_swap_codec(data, codec, meta=meta))
+        module = cls.replace(":", ".").rsplit(".", 1)[0]
+        cases.append({"path": str(path), "module": module})
+    (folder / "cases.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cases))
     out = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
+        [sys.executable, "-c", _HOSTILE_SCRIPT, str(folder / "cases.jsonl")],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        cwd=folder,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("@")]
-    assert lines and lines[0].startswith("@REFUSED"), out.stdout + out.stderr[-2000:]
-    assert cls in lines[0], f"the refusal does not name the class {cls!r}: {lines[0]}"
-    assert lines[-1] == "@IMPORTED False", f"{module} was imported from a bundle's meta"
+    results = [json.loads(line[1:]) for line in out.stdout.splitlines() if line.startswith("@")]
+    assert len(results) == len(cases), out.stdout + out.stderr[-3000:]
+    return {i: (*r.values(), folder / f"PWNED-{i}") for i, r in enumerate(results)}
+
+
+@pytest.mark.parametrize(
+    "case",
+    range(len(HOSTILE_META)),
+    ids=[f"{c}-{k}-{b}" for c, k, _, b in HOSTILE_META],
+)
+def test_hostile_meta_is_refused_before_anything_is_imported(hostile_runs, case):
+    codec, cls, _, _ = HOSTILE_META[case]
+    outcome, msg, imported, marker = hostile_runs[case]
+    module = cls.replace(":", ".").rsplit(".", 1)[0]
+    assert not marker.exists(), (
+        f"{codec} meta naming {cls} ran it: {marker} exists ({outcome} {msg})"
+    )
+    assert outcome == "REFUSED", f"{outcome} {msg}"
+    assert cls in msg, f"the refusal does not name the class {cls!r}: {msg}"
+    assert not imported, f"{module} was imported from a bundle's meta"
 
 
 def test_sklearn_part_calling_a_numpy_function_is_refused(tmp_path, marker):
