@@ -540,8 +540,17 @@ class BundleReader:
         self.registry = registry
         self.allow_pickle = allow_pickle
         self.options: Mapping[str, Any] = dict(options or {})
-        self.manifest = parse_manifest(source.read_manifest(), source.description)
-        verify_signature(self.manifest.raw, _key_bytes(key), source.description)
+        key = _key_bytes(key)
+        try:
+            self.manifest = parse_manifest(source.read_manifest(), source.description)
+        except IntegrityError:
+            raise
+        except DeserializationError as exc:
+            if key is None or "no bundle at" in str(exc):
+                raise
+            # A signed bundle whose manifest does not even parse failed verification.
+            raise IntegrityError(str(exc)) from None
+        verify_signature(self.manifest.raw, key, source.description)
         check_purpose(self.manifest.raw, purpose, source.description)
         self._parts = self.manifest.parts
         self._decoded: dict[int, Any] = {}
@@ -674,7 +683,7 @@ def _depth_exceeds(node: Any, limit: int) -> bool:
 
 
 def _malformed(where: str, what: str) -> DeserializationError:
-    return DeserializationError(f"{where}: manifest is malformed ({what}); not a valid bundle")
+    return DeserializationError(f"{where}: {MANIFEST} is malformed ({what}); not a valid bundle")
 
 
 def _check_files(files: Any, where: str, owner: str, prefix: str, seen: set[str]) -> None:
@@ -699,14 +708,14 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
         raw = json.loads(data)
     except RecursionError:
         raise DeserializationError(
-            f"{where}: manifest is nested too deeply; not a bundle"
+            f"{where}: {MANIFEST} is nested too deeply; not a bundle"
         ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DeserializationError(
-            f"{where}: manifest is not valid JSON ({exc}); the bundle is corrupted"
+            f"{where}: {MANIFEST} is not valid JSON ({exc}); the bundle is corrupted"
         ) from None
     if not isinstance(raw, dict) or "format" not in raw:
-        raise DeserializationError(f"{where}: manifest has no format version; not a bundle")
+        raise DeserializationError(f"{where}: {MANIFEST} has no format version; not a bundle")
     fmt = raw["format"]
     if type(fmt) is not int or fmt not in SUPPORTED_FORMATS:
         raise DeserializationError(
@@ -715,7 +724,7 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
         )
     if _depth_exceeds(raw, MAX_DEPTH):
         raise DeserializationError(
-            f"{where}: manifest is nested more than {MAX_DEPTH} levels deep; not a bundle"
+            f"{where}: {MANIFEST} is nested more than {MAX_DEPTH} levels deep; not a bundle"
         )
     parts, skeleton = raw.get("parts"), raw.get("skeleton")
     if not isinstance(parts, list) or len(parts) > MAX_PARTS:
@@ -767,11 +776,11 @@ def verify_signature(raw: Mapping[str, Any], key: bytes | None, where: str) -> N
         or not isinstance(sig.get("value"), str)
     ):
         raise IntegrityError(
-            f"{where}: the bundle is not signed, but a key was given; refusing to load it"
+            f"{where}: {MANIFEST} is not signed, but a key was given; refusing to load the bundle"
         )
     if not hmac.compare_digest(sig["value"].encode(), _sign(key, raw).encode()):
         raise IntegrityError(
-            f"{where}: signature mismatch: the bundle was signed with another key, or tampered "
+            f"{where}: signature mismatch in {MANIFEST}: the bundle was signed with another key, or tampered "
             "with, so it is refused"
         )
 

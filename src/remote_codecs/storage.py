@@ -651,7 +651,10 @@ class FolderSource(Source):
         try:
             if self.local:
                 with self._open_local(MANIFEST) as f:
-                    data = f.read(MAX_MANIFEST + 1)
+                    size = os.fstat(f.fileno()).st_size
+                    if size > MAX_MANIFEST:
+                        raise _too_big_manifest(self.description, size)
+                    data = f.read(size + 1)  # never a buffer of the cap's size
             else:
                 info = self.fs.info(f"{self.path}/{MANIFEST}")
                 if info.get("type", "file") != "file":
@@ -746,6 +749,7 @@ class ZipSource(Source):
 
         self._read_error = zipfile.BadZipFile
         self.description = description
+        self._length = len(memoryview(data).cast("B")) if not isinstance(data, bytes) else len(data)
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -758,8 +762,10 @@ class ZipSource(Source):
             info = self._zip.getinfo(MANIFEST)
             if info.file_size > MAX_MANIFEST:
                 raise _too_big_manifest(self.description, info.file_size)
+            if info.file_size > 1024 * max(info.compress_size, 1):
+                raise self._mismatch(MANIFEST, "expands more than 1024-fold (a zip bomb)")
             with self._zip.open(info) as f:
-                data = f.read(MAX_MANIFEST + 1)
+                data = f.read(info.file_size + 1)
         except KeyError:
             raise DeserializationError(
                 f"{self.description} has no {MANIFEST}: not a bundle"
@@ -771,12 +777,26 @@ class ZipSource(Source):
         return data
 
     def check(self, records: list[FileRecord]) -> None:
+        import zipfile
+
         for r in records:
             try:
                 info = self._zip.getinfo(r.name)
             except KeyError:
                 raise IntegrityError(f"{self.description}: part file {r.name} is missing") from None
             self._check_one(r, not info.is_dir(), info.file_size, "a folder")
+            # The sizes are the archive's own word: a stored entry must really hold its
+            # bytes, and no entry may claim more than the archive has (checked before a
+            # buffer of that size is allocated).
+            stored = info.compress_type == zipfile.ZIP_STORED
+            if (stored and info.compress_size != info.file_size) or (
+                info.header_offset + info.compress_size > self._length
+            ):
+                raise self._mismatch(
+                    r.name, f"claims {info.file_size} bytes that the archive does not hold"
+                )
+            if not stored and info.file_size > 1024 * max(info.compress_size, 1):
+                raise self._mismatch(r.name, "expands more than 1024-fold (a zip bomb)")
 
     def _open(self, name: str) -> BinaryIO:
         try:
