@@ -8,13 +8,13 @@ Every pandas case named in issue 11's "Why" is here by name."""
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from pandas_cases import same
 
 import remote_codecs as rc
 
@@ -200,50 +200,6 @@ USER_MADE: dict[str, tuple[Callable[[], Any], list[Any] | None]] = {
     "index-only": (lambda: _sales().set_index("day").index, None),
     "attrs": (lambda: _with_b().pipe(lambda d: setattr(d, "attrs", {"unit": "m"}) or d), None),
 }
-
-
-def same(a: Any, b: Any) -> None:
-    """Exact equality: values, dtypes, index types and freq, flags and attrs."""
-    assert type(a) is type(b)
-    if isinstance(a, pd.DataFrame):
-        pd.testing.assert_frame_equal(
-            a,
-            b,
-            check_exact=True,
-            check_freq=True,
-            check_flags=True,
-            check_index_type=True,
-            check_column_type=True,
-        )
-        assert a.attrs == b.attrs
-        _same_freq(a.index, b.index)
-        _same_freq(a.columns, b.columns)
-    elif isinstance(a, pd.Series):
-        pd.testing.assert_series_equal(
-            a, b, check_exact=True, check_freq=True, check_flags=True, check_index_type=True
-        )
-        assert a.attrs == b.attrs
-        _same_freq(a.index, b.index)
-    elif isinstance(a, pd.Index):
-        pd.testing.assert_index_equal(a, b, exact=True, check_exact=True)
-        _same_freq(a, b)
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            same(x, y)
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            same(a[k], b[k])
-    else:
-        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
-
-
-def _same_freq(a: pd.Index, b: pd.Index) -> None:
-    freq = getattr(a, "freq", None)
-    assert freq == getattr(b, "freq", None)
-    if freq is not None:
-        assert type(freq) is type(b.freq) and freq.freqstr == b.freq.freqstr
 
 
 def _parts(data: bytes) -> list[Any]:

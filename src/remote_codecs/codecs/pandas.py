@@ -570,7 +570,7 @@ class _Encoder:
         if freq is not None and isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
             spec["offset"] = offset = _offset_to_json(freq, f"{where}.freq")
             if not isinstance(freq, pd.offsets.Tick):
-                try:  # what decoding will do: the values must conform to the rebuilt freq
+                try:  # what decoding will do: the values must be the rebuilt freq's range
                     _with_freq(index, _offset_from_json(offset, None))
                 except ValueError as exc:
                     raise SerializationError(
@@ -706,22 +706,38 @@ class _Decoder:
 
 
 def _with_freq(index: pd.Index, offset: Any) -> pd.Index:
-    """``index`` with ``offset`` as its freq; ValueError if its values do not conform."""
-    cls = pd.DatetimeIndex if isinstance(index, pd.DatetimeIndex) else pd.TimedeltaIndex
-    return cls(index, freq=offset, name=index.name)
+    """``index`` with ``offset`` as its freq: the range that ``offset`` generates from the
+    first value, which must equal ``index`` (ValueError otherwise). Generating, rather
+    than pandas' own check, accepts every index that pandas itself made with that freq
+    (pandas' check refuses some, such as ``BusinessDay(offset=...)`` ranges)."""
+    if len(index) == 0:
+        cls = pd.DatetimeIndex if isinstance(index, pd.DatetimeIndex) else pd.TimedeltaIndex
+        return cls(index, freq=offset, name=index.name)
+    make = pd.date_range if isinstance(index, pd.DatetimeIndex) else pd.timedelta_range
+    made = make(
+        start=index[0],
+        periods=len(index),
+        freq=offset,
+        unit=index.unit,  # type: ignore[attr-defined]
+        name=index.name,
+    )
+    if made.dtype != index.dtype or not made.equals(index) or made.freq != offset:
+        raise ValueError(f"the values are not the range that {offset!r} makes")
+    return made
 
 
 def _v1_offset(freqstr: Any, versions: _Versions) -> Any:
-    """A freq written as its freqstr (format v1), which lost the holidays and weekmask of
-    custom business calendars: those are refused rather than guessed."""
+    """A freq written as its freqstr (format v1). A freqstr leaves out the holidays and
+    weekmask of custom business calendars and the opening hours of business hours: those
+    are refused rather than guessed."""
     if not isinstance(freqstr, str) or len(freqstr) > 64:
         raise DeserializationError(f"malformed freq {freqstr!r} in the part's metadata")
     offset = pd.tseries.frequencies.to_offset(freqstr)
-    if type(offset).__name__ in _CUSTOM_CALENDAR:
+    if type(offset).__name__ in _CUSTOM_CALENDAR | {"BusinessHour"}:
         raise DeserializationError(
-            f"the index's freq {freqstr!r} is a custom business calendar stored by an older "
-            "remote-runtime without its holidays and weekmask, so it cannot be rebuilt "
-            "exactly; write the value again with this version"
+            f"the index's freq {freqstr!r} ({type(offset).__name__}) was stored by an older "
+            "remote-runtime (format v1) without its holidays, weekmask or hours, so it "
+            "cannot be rebuilt exactly; write the value again with this version"
         )
     return offset
 
