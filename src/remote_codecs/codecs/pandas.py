@@ -412,6 +412,92 @@ def _offset_from_json(spec: Any, versions: _Versions | None) -> Any:
     return cls(n, normalize=normalize, **params)
 
 
+# -- labels, names and attrs: numpy and pandas scalars as JSON --------------------------------
+
+_SCALAR_TAGS = frozenset({"$np", "$Timestamp", "$Timedelta", "$null"})
+_SCALAR_KINDS = "biufUmM"
+
+
+def _scalar_to_json(value: Any) -> dict[str, Any] | None:
+    """JSON for a numpy scalar, Timestamp, Timedelta, NaT or NA (a label, a name, a value
+    in ``attrs``), or None when it would not come back identical (then it is pickled)."""
+    spec: dict[str, Any]
+    if value is pd.NaT:
+        spec = {"$null": "nat"}
+    elif value is pd.NA:
+        spec = {"$null": "na"}
+    elif isinstance(value, np.generic) and value.dtype.kind in _SCALAR_KINDS:
+        kind = value.dtype.kind
+        if kind in "mM":
+            plain: Any = int(value.view(np.int64))
+        elif kind == "f":
+            plain = repr(float(value))
+        elif kind == "U":
+            plain = str(value)
+        else:
+            plain = value.item()
+        spec = {"$np": [value.dtype.str, plain]}
+    elif type(value) is pd.Timestamp:
+        spec = {
+            "$Timestamp": [
+                value.isoformat(),
+                value.unit,
+                None if value.tz is None else str(value.tz),
+            ]
+        }
+    elif type(value) is pd.Timedelta:
+        spec = {"$Timedelta": [int(value.value), value.unit]}
+    else:
+        return None
+    try:
+        back = _scalar_from_json(*next(iter(spec.items())))
+    except (DeserializationError, ValueError, TypeError, OverflowError, KeyError):
+        return None
+    if type(back) is not type(value) or not _same_scalar(back, value):
+        return None
+    return spec
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.generic) and a.dtype != b.dtype:
+        return False
+    if isinstance(a, pd.Timestamp) and (a.unit != b.unit or str(a.tz) != str(b.tz)):
+        return False
+    if isinstance(a, pd.Timedelta) and a.unit != b.unit:
+        return False
+    try:
+        if bool(pd.isna(a)) and bool(pd.isna(b)):
+            return True
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _scalar_from_json(tag: str, inner: Any) -> Any:
+    if tag == "$null" and inner in ("nat", "na"):
+        return pd.NaT if inner == "nat" else pd.NA
+    if tag == "$np" and type(inner) is list and len(inner) == 2 and type(inner[0]) is str:
+        dtype = np.dtype(inner[0])
+        if dtype.kind not in _SCALAR_KINDS:
+            raise DeserializationError(f"scalar dtype {inner[0]!r} is not allowed")
+        if dtype.kind in "mM":
+            return np.array([int(inner[1])], dtype=np.int64).view(dtype)[0]
+        if dtype.kind == "f":
+            return dtype.type(float(inner[1]))
+        return dtype.type(inner[1])
+    if tag == "$Timestamp" and type(inner) is list and len(inner) == 3:
+        iso, unit, tz = inner
+        stamp = pd.Timestamp(str(iso))
+        if tz is not None:
+            stamp = stamp.tz_convert(str(tz))
+        return stamp.as_unit(str(unit))
+    if tag == "$Timedelta" and type(inner) is list and len(inner) == 2:
+        return pd.Timedelta(int(inner[0]), unit="ns").as_unit(str(inner[1]))
+    raise DeserializationError(f"malformed scalar {tag}: {inner!r} in the part's metadata")
+
+
 class _Encoder:
     """Collects a frame's arrays into Arrow fields, raw files and pickled objects."""
 
@@ -439,6 +525,9 @@ class _Encoder:
             return [self.plain(v) for v in value]
         if tp is dict and all(type(k) is str and not k.startswith("$") for k in value):
             return {k: self.plain(v) for k, v in value.items()}
+        scalar = _scalar_to_json(value)
+        if scalar is not None:
+            return scalar
         self.objects.append(value)
         return {"$obj": len(self.objects) - 1}
 
@@ -630,6 +719,8 @@ class _Decoder:
                     return tuple(self.plain(v) for v in inner)
                 if tag == "$float":
                     return float(inner)
+                if tag in _SCALAR_TAGS:
+                    return _scalar_from_json(tag, inner)
             return {k: self.plain(v) for k, v in value.items()}
         return value
 
