@@ -171,7 +171,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "half_year": half_year,
     **{f"freq_{name}": (lambda make=make: _freq_index(make())) for name, make in FREQS.items()},
     "timedelta_freq": lambda: pd.Series(
-        np.arange(4, dtype=np.int64), index=pd.timedelta_range("1D", periods=4, freq="90min").as_unit("ns")
+        np.arange(4, dtype=np.int64),
+        index=pd.timedelta_range("1D", periods=4, freq="90min").as_unit("ns"),
     ),
 }
 

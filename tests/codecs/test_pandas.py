@@ -624,3 +624,22 @@ def test_the_codecs_declare_their_version_policy():
 def test_the_writer_pandas_version_is_recorded():
     (part,) = rc.inspect(rc.dumps(pd.Series([1]))).parts
     assert part.meta["pandas"] == pd.__version__
+
+
+def _string_dtypes():
+    dtypes = [pd.StringDtype("python"), pd.StringDtype("pyarrow"), str_dtype()]
+    try:  # pandas >= 2.3: the na_value parameter
+        dtypes.append(pd.StringDtype("python", na_value=np.nan))
+    except TypeError:
+        pass
+    return dtypes
+
+
+@pytest.mark.parametrize("dtype", _string_dtypes(), ids=repr)
+def test_every_string_dtype_of_this_pandas_round_trips(dtype):
+    s = pd.Series(["a", None, ""], dtype=dtype, name="s")
+    df = s.to_frame()
+    df.index = pd.Index(["x", "y", "z"], dtype=dtype)
+    for obj in (s, df, df.index):
+        back = rc.loads(rc.dumps(obj), allow_pickle=False)
+        same(back, obj)

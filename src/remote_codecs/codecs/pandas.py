@@ -30,6 +30,8 @@ written by a newer pandas is refused by the loader unless it opts in
 (``allow_version_mismatch``); then each dtype with an exact equivalent in the older
 pandas is rebuilt as that one (``str`` becomes ``string[pyarrow_numpy]`` under pandas
 2.1/2.2), and anything without one is a ``DeserializationError`` naming both versions.
+Rebuilding is exact or refused by construction, so ``allow_version_mismatch="verify"``
+needs no further check here.
 """
 
 from __future__ import annotations
