@@ -535,17 +535,46 @@ def _with_meta(obj, edit):
     return out.getvalue()
 
 
-HOSTILE = {
-    "offset-class-outside-the-list": lambda m: m["index"]["offset"].update({"class": "os.system"}),
-    "offset-class-dunder": lambda m: m["index"]["offset"].update({"class": "__class__"}),
-    "offset-parameter-object": lambda m: m["index"]["offset"]["params"].update(
-        {"holidays": {"$obj": 0}}
+HOSTILE = {  # name -> (edit of the part's metadata, what the error says)
+    "offset-class-outside-the-list": (
+        lambda m: m["index"]["offset"].update({"class": "os.system"}),
+        "not a pandas offset class",
     ),
-    "offset-parameter-name": lambda m: m["index"]["offset"]["params"].update({"__init__": 1}),
-    "ext-dtype-name": lambda m: m["data"][0].update({"k": "ext", "dtype": "object"}),
-    "numpy-object-dtype": lambda m: m["data"][0].update({"k": "np", "dtype": "|O"}),
-    "string-storage": lambda m: m["data"][1].update({"storage": "../evil"}),
-    "column-kind": lambda m: m["data"][0].update({"k": "eval"}),
+    "offset-class-dunder": (
+        lambda m: m["index"]["offset"].update({"class": "__class__"}),
+        "not a pandas offset class",
+    ),
+    "offset-parameter-object": (
+        lambda m: m["index"]["offset"]["params"].update({"holidays": {"$obj": 0}}),
+        "offset parameter",
+    ),
+    "offset-parameter-name": (
+        lambda m: m["index"]["offset"]["params"].update({"__init__": 1}),
+        "parameter name",
+    ),
+    "ext-dtype-name": (
+        lambda m: m["data"][0].update({"k": "ext", "dtype": "object"}),
+        "extension dtype",
+    ),
+    "ext-dtype-time-zone-path": (
+        lambda m: m["data"][0].update(
+            {"k": "ext", "dtype": "datetime64[ns, dateutil//etc/passwd]"}
+        ),
+        "extension dtype",
+    ),
+    "numpy-object-dtype": (
+        lambda m: m["data"][0].update({"k": "np", "dtype": "|O"}),
+        "not allowed",
+    ),
+    "string-storage": (
+        lambda m: m["data"][1].update({"storage": "../evil"}),
+        "string dtype",
+    ),
+    "column-kind": (lambda m: m["data"][0].update({"k": "eval"}), "column kind"),
+    "name-scalar-dtype": (
+        lambda m: m.update({"attrs": {"x": {"$np": ["|O", 1]}}}),
+        "scalar dtype",
+    ),
 }
 
 
@@ -556,10 +585,9 @@ def test_hostile_metadata_is_a_deserialization_error(name):
         {"v": np.arange(4), "s": pd.array(list("abcd"), dtype="string[python]")},
         index=pd.date_range("2024-01-01", periods=4, freq=cbd),
     )
-    data = _with_meta(df, HOSTILE[name])
-    pytest.importorskip("zipfile")
-    with pytest.raises(rc.DeserializationError):
-        rc.loads(data, allow_pickle=False)
+    edit, says = HOSTILE[name]
+    with pytest.raises(rc.DeserializationError, match=says):
+        rc.loads(_with_meta(df, edit), allow_pickle=False)
 
 
 # -- across pandas versions ---------------------------------------------------------------------

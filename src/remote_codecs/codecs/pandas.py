@@ -205,11 +205,17 @@ def _string_dtype(storage: Any, na: Any, versions: _Versions) -> Any:
 
 # Extension dtypes rebuilt from their names: pandas' own, by name pattern, checked before
 # the name is parsed. Anything else is pickled at encode time.
+# A time zone by name (``Europe/Paris``, ``UTC+01:00``, ``dateutil/Asia/Tokyo``): no dots,
+# no leading slash, so that no name reaches a file outside the zone databases.
+_TZ = r"(?:UTC[+-]\d\d:\d\d|[A-Za-z][A-Za-z0-9_+-]{0,40}(?:/[A-Za-z0-9_+-]{1,40}){0,3})"
+_TZ_NAME = re.compile(_TZ)
+_DATETIME_TZ = rf"datetime64\[(?:s|ms|us|ns), {_TZ}\]"
 _EXT_DTYPE = re.compile(
     r"(?:U?Int(?:8|16|32|64)|Float(?:32|64)|boolean"
-    r"|datetime64\[(?:s|ms|us|ns), [^\]\[]{1,80}\]"
+    rf"|{_DATETIME_TZ}"
     r"|period\[[0-9A-Za-z-]{1,24}\]"
-    r"|interval\[[a-z0-9\[\], ]{1,80}\])"
+    rf"|interval\[(?:[a-z0-9]{{1,20}}|datetime64\[(?:s|ms|us|ns)\]|timedelta64\[(?:s|ms|us|ns)\]"
+    rf"|{_DATETIME_TZ}), (?:left|right|both|neither)\])"
 )
 
 
@@ -273,7 +279,28 @@ _CUSTOM_CALENDAR = frozenset(
         "CustomBusinessMonthBegin",
     }
 )
-_PARAM_NAME = re.compile(r"[a-z_][A-Za-z_]{0,39}")
+# The keyword arguments of those classes (DateOffset's relativedelta keywords included).
+_OFFSET_PARAMS = frozenset(
+    {
+        "weekday",
+        "weekmask",
+        "holidays",
+        "calendar",
+        "offset",
+        "start",
+        "end",
+        "startingMonth",
+        "variation",
+        "qtr_with_extra_week",
+        "day_of_month",
+        "week",
+        "month",
+        "method",
+        *("years", "months", "weeks", "days", "hours", "minutes", "seconds"),
+        *("milliseconds", "microseconds", "nanoseconds"),
+        *("year", "day", "hour", "minute", "second", "microsecond", "nanosecond"),
+    }
+)
 _DT64_UNITS = frozenset({"Y", "M", "W", "D", "h", "m", "s", "ms", "us", "ns"})
 
 
@@ -408,7 +435,7 @@ def _offset_from_json(spec: Any, versions: _Versions | None) -> Any:
         raise DeserializationError(f"malformed freq {spec!r} in the part's metadata")
     params = {}
     for key, value in spec["params"].items():
-        if not _PARAM_NAME.fullmatch(key) or key in ("n", "normalize"):
+        if key not in _OFFSET_PARAMS:
             raise DeserializationError(f"freq parameter name {key!r} is not allowed")
         params[key] = _param_from_json(value)
     return cls(n, normalize=normalize, **params)
@@ -493,7 +520,9 @@ def _scalar_from_json(tag: str, inner: Any) -> Any:
         iso, unit, tz = inner
         stamp = pd.Timestamp(str(iso))
         if tz is not None:
-            stamp = stamp.tz_convert(str(tz))
+            if not isinstance(tz, str) or not _TZ_NAME.fullmatch(tz):
+                raise DeserializationError(f"time zone {tz!r} is not one this codec reads")
+            stamp = stamp.tz_convert(tz)
         return stamp.as_unit(str(unit))
     if tag == "$Timedelta" and type(inner) is list and len(inner) == 2:
         return pd.Timedelta(int(inner[0]), unit="ns").as_unit(str(inner[1]))
