@@ -41,8 +41,16 @@ def same(a: Any, b: Any) -> None:
         _same_freq(a.columns, b.columns)
     elif isinstance(a, pd.Series):
         pd.testing.assert_series_equal(
-            a, b, check_exact=True, check_freq=True, check_flags=True, check_index_type=True
+            a,
+            b,
+            check_exact=True,
+            check_freq=True,
+            check_flags=True,
+            check_index_type=True,
+            check_names=False,  # compared below: pandas 2 compares (x, nan) names with ==
         )
+        same_label(a.name, b.name)
+        assert a.index.names == b.index.names
         assert a.attrs == b.attrs
         _same_freq(a.index, b.index)
     elif isinstance(a, pd.Index):
@@ -58,6 +66,26 @@ def same(a: Any, b: Any) -> None:
             same(a[k], b[k])
     else:
         assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def same_label(a: Any, b: Any) -> None:
+    """The same label: same type, equal, NaN where NaN, element by element in tuples."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            same_label(x, y)
+    elif not (a is b or (_isna(a) and _isna(b))):
+        assert a == b, (a, b)
+        if isinstance(a, pd.Timestamp):
+            assert a.unit == b.unit and str(a.tz) == str(b.tz)
+
+
+def _isna(x: Any) -> bool:
+    try:
+        return bool(pd.isna(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def _same_freq(a: pd.Index, b: pd.Index) -> None:

@@ -346,7 +346,10 @@ def user_values(draw: st.DrawFn, base: st.SearchStrategy[pd.DataFrame]) -> tuple
     if final == "series":
         return df.iloc[:, draw(st.integers(0, df.shape[1] - 1))], [*done, "series"]
     if final == "row" and len(df):  # a Series named by its row label
-        return df.iloc[draw(st.integers(0, len(df) - 1))], [*done, "row"]
+        try:
+            return df.iloc[draw(st.integers(0, len(df) - 1))], [*done, "row"]
+        except (TypeError, ValueError, pa.ArrowException):
+            pass  # pandas cannot make one row of these columns
     if final in ("index", "columns"):
         return getattr(df, final), [*done, final]
     return df, done

@@ -443,7 +443,8 @@ def _offset_from_json(spec: Any, versions: _Versions | None) -> Any:
 
 # -- labels, names and attrs: numpy and pandas scalars as JSON --------------------------------
 
-_SCALAR_TAGS = frozenset({"$np", "$Timestamp", "$Timedelta", "$null"})
+_SCALAR_TAGS = frozenset({"$np", "$Timestamp", "$Timedelta", "$null", "$Interval", "$Period"})
+_CLOSED = ("left", "right", "both", "neither")
 _SCALAR_KINDS = "biufUmM"
 
 
@@ -476,6 +477,16 @@ def _scalar_to_json(value: Any) -> dict[str, Any] | None:
         }
     elif type(value) is pd.Timedelta:
         spec = {"$Timedelta": [int(value.value), value.unit]}
+    elif type(value) is pd.Interval:
+        ends = [
+            _scalar_to_json(e) if not _json_number(e) else _number(e)
+            for e in (value.left, value.right)
+        ]
+        if any(e is None for e in ends):
+            return None
+        spec = {"$Interval": [*ends, value.closed]}
+    elif type(value) is pd.Period:
+        spec = {"$Period": [str(value), value.freqstr]}
     else:
         return None
     try:
@@ -487,6 +498,26 @@ def _scalar_to_json(value: Any) -> dict[str, Any] | None:
     return spec
 
 
+def _json_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _number(value: Any) -> Any:
+    return value if type(value) is int or math.isfinite(value) else {"$float": repr(value)}
+
+
+def _end_from_json(value: Any) -> Any:
+    if type(value) in (int, float):
+        return value
+    if type(value) is dict and len(value) == 1:
+        ((tag, inner),) = value.items()
+        if tag == "$float" and inner in ("nan", "inf", "-inf"):
+            return float(inner)
+        if tag in _SCALAR_TAGS - {"$Interval"}:
+            return _scalar_from_json(tag, inner)
+    raise DeserializationError(f"malformed interval end {value!r} in the part's metadata")
+
+
 def _same_scalar(a: Any, b: Any) -> bool:
     if a is b:
         return True
@@ -495,6 +526,15 @@ def _same_scalar(a: Any, b: Any) -> bool:
     if isinstance(a, pd.Timestamp) and (a.unit != b.unit or str(a.tz) != str(b.tz)):
         return False
     if isinstance(a, pd.Timedelta) and a.unit != b.unit:
+        return False
+    if isinstance(a, pd.Interval):
+        return (
+            a.closed == b.closed
+            and type(a.left) is type(b.left)
+            and _same_scalar(a.left, b.left)
+            and _same_scalar(a.right, b.right)
+        )
+    if isinstance(a, pd.Period) and a.freqstr != b.freqstr:
         return False
     try:
         if bool(pd.isna(a)) and bool(pd.isna(b)):
@@ -526,6 +566,12 @@ def _scalar_from_json(tag: str, inner: Any) -> Any:
         return stamp.as_unit(str(unit))
     if tag == "$Timedelta" and type(inner) is list and len(inner) == 2:
         return pd.Timedelta(int(inner[0]), unit="ns").as_unit(str(inner[1]))
+    if tag == "$Interval" and type(inner) is list and len(inner) == 3 and inner[2] in _CLOSED:
+        return pd.Interval(_end_from_json(inner[0]), _end_from_json(inner[1]), closed=inner[2])
+    if tag == "$Period" and type(inner) is list and len(inner) == 2:
+        if not all(type(v) is str and len(v) <= 64 for v in inner):
+            raise DeserializationError(f"malformed period {inner!r} in the part's metadata")
+        return pd.Period(inner[0], freq=inner[1])
     raise DeserializationError(f"malformed scalar {tag}: {inner!r} in the part's metadata")
 
 
