@@ -362,6 +362,11 @@ def test_numeric_columns_load_as_writable_views_without_a_copy():
     df = pd.DataFrame({f"c{i}": rng.random(1000) for i in range(4)})
     back = rc.loads(rc.dumps(df), allow_pickle=False)
     pd.testing.assert_frame_equal(back, df)
+    for column in back.columns:  # views over the Arrow buffer the part was read into
+        base = back[column].to_numpy()
+        while isinstance(base, np.ndarray):
+            base = base.base
+        assert isinstance(base, pa.Buffer)
     back.iloc[0, 0] = -1.0  # writable
     assert back.iloc[0, 0] == -1.0
 
