@@ -433,15 +433,20 @@ def check_version_policy(
             f"codec {codec.id!r} declares an unknown version_policy {policy!r} "
             f"(one of {', '.join(POLICIES)})"
         )
+    lib = codec.library
     message = (
-        f"{where}: part {part_id} ({codec.id}) was written by {what} {codec.library} "
-        f"({written}) than this one ({here})"
+        f"{where}: part {part_id} ({codec.id}) was written by {lib} {written}, {what} "
+        f"version than this {lib} {here}"
     )
     if not allow:
-        verify = " or 'verify'" if getattr(codec, "verifies", False) else ""
+        verify = (
+            'allow_version_mismatch="verify" to load it only if it behaves as recorded, or '
+            if getattr(codec, "verifies", False)
+            else ""
+        )
         raise DeserializationError(
-            f"{message}, and may load differently. Install {codec.library}=={written} to "
-            f"load it, or pass allow_version_mismatch=True{verify} to load it anyway"
+            f"{message}, and may load differently. Install {lib}=={written} to load it, "
+            f"or pass {verify}allow_version_mismatch=True to load it anyway"
         )
     if allow == "verify":
         if not getattr(codec, "verifies", False):

@@ -989,6 +989,7 @@ class _PandasCodec(Codec):
     # Arrow IPC is stable, but the dtypes and offsets named in the metadata are pandas'
     # and change across versions: an older pandas is not trusted with a newer one's parts.
     version_policy: ClassVar[str] = "no-newer"
+    verifies: ClassVar[bool] = True
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
         versions = _Versions(reader, meta)

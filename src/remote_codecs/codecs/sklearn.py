@@ -289,6 +289,7 @@ class EstimatorCodec(Codec):
     types = ("sklearn.base.BaseEstimator",)
     library = "scikit-learn"
     version_policy: ClassVar[str] = "same"
+    verifies: ClassVar[bool] = True  # outputs on a recorded probe (fingerprint.py)
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         import sklearn

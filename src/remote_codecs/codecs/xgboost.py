@@ -213,6 +213,7 @@ class BoosterCodec(Codec):
     types = ("xgboost.core.Booster",)
     library = "xgboost"
     version_policy: ClassVar[str] = "no-newer"
+    verifies: ClassVar[bool] = True
 
     def encode(self, obj: Any, writer: PartWriter) -> dict[str, Any]:
         writer.write(".ubj", obj.save_raw("ubj"))
@@ -247,6 +248,7 @@ class SklearnModelCodec(Codec):
     types = ("xgboost.sklearn.XGBModel",)
     library = "xgboost"
     version_policy: ClassVar[str] = "no-newer"
+    verifies: ClassVar[bool] = True
 
     def can_encode(self, obj: Any) -> bool:
         """Only xgboost's own wrapper classes; a user's subclass is pickled."""
