@@ -12,6 +12,9 @@ Run once per environment to freeze (the artifacts are committed):
     # the torch stack of today (torch's old CPU builds do not install here)
     PYTHONPATH=src .venv/bin/python tests/golden/make_golden.py --only torch_state torch_tensors
 
+    # today's stack, every object: read by the oldest supported stack (make compat)
+    PYTHONPATH=src .venv/bin/python tests/golden/make_golden.py --suffix 2026-11
+
 For every object: ``<env>/<name>/bundle/`` (remote_codecs), ``<env>/<name>/object.pkl``
 (cloudpickle, the same object), ``<env>/<name>/predictions.npy`` for models, and
 ``<env>/versions.json``.
@@ -85,6 +88,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*")
+    parser.add_argument(
+        "--suffix", default="", help="appended to the folder name (a second set from one env)"
+    )
     args = parser.parse_args()
     names = [
         n
@@ -92,7 +98,7 @@ def main() -> None:
         if (not args.only or n in args.only) and all(available(m) for m in GOLDEN[n][1])
     ]
     v = versions()
-    env = os.path.join(HERE, label(v))
+    env = os.path.join(HERE, label(v) + (f"-{args.suffix}" if args.suffix else ""))
     os.makedirs(env, exist_ok=True)
     with open(os.path.join(env, "versions.json"), "w") as f:
         json.dump(v, f, indent=1, sort_keys=True)
