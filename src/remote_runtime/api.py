@@ -82,27 +82,13 @@ def job_callable(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def origin_of(fn: Callable[..., Any]) -> Any:
-    """The plain function behind a job callable (whose module decides how it travels)."""
-    while True:
-        if isinstance(fn, functools.partial):
-            fn = fn.func
-        elif isinstance(fn, (types.MethodType, _RunCoroutine, RemoteFunction)):
-            fn = fn.__func__ if isinstance(fn, types.MethodType) else fn.func
-        else:
-            return fn
-
-
 def prepare(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
 ) -> Job:
     """Write the job's folder for ``fn(*args, **kwargs)``; return the job, not launched."""
     from .client import Job, prepare_job
-    from .workdir import by_value_unless_importable
 
-    fn = job_callable(fn)
-    with by_value_unless_importable(origin_of(fn), settings):
-        paths, key = prepare_job(fn, args, kwargs, settings)
+    paths, key = prepare_job(job_callable(fn), args, kwargs, settings)
     return Job(paths, key, settings)
 
 

@@ -129,6 +129,15 @@ def prepare_job(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
 ) -> tuple[J.JobPaths, bytes]:
     """Write a job's folder (everything but its launch); return its paths and key."""
+    from .workdir import by_value_unless_importable
+
+    with by_value_unless_importable(fn, settings):
+        return _prepare_job(fn, args, kwargs, settings)
+
+
+def _prepare_job(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
+) -> tuple[J.JobPaths, bytes]:
     _check_call(fn, args, kwargs)
     store = store_for(settings)
     qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

@@ -161,6 +161,11 @@ def by_value_unless_importable(fn: Any, settings: Settings) -> Iterator[None]:
     and classes travel by value (as ``__main__``'s always do) instead of failing there."""
     import cloudpickle
 
+    while True:  # the plain function behind a partial, a bound method, a wrapper
+        inner = getattr(fn, "func", None) or getattr(fn, "__func__", None)
+        if inner is None or inner is fn or not callable(inner):
+            break
+        fn = inner
     name = getattr(fn, "__module__", None)
     if not isinstance(name, str) or importable_in_job(name, settings):
         yield
