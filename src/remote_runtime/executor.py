@@ -11,6 +11,7 @@ contract); an interrupted exit marks the queued jobs Stopped, never leaves them 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import queue
 import sys
@@ -128,25 +129,25 @@ class _WorkItem:
         self.job = job
         self.state = state
 
-    def run(self) -> None:
+    def run(self) -> Callable[[], None]:
+        """Run the job to its end; return what settles its future (called once the
+        thread counts as idle again, so the caller's next job reuses this thread)."""
         future, job, state = self.future, self.job, self.state
         if not future.set_running_or_notify_cancel():
-            return  # cancelled while queued: never started (cancel() marked it Stopped)
+            return _nothing  # cancelled while queued: never started (cancel() marked it Stopped)
         with state.lock:
             state.running.add(future)
         try:
-            self._run(future, job, state)
+            return self._run(future, job, state)
         finally:
             with state.lock:
                 state.running.discard(future)
 
-    def _run(self, future: Future, job: Job, state: _State) -> None:
+    def _run(self, future: Future, job: Job, state: _State) -> Callable[[], None]:
         try:
             launch(job)
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
+            return functools.partial(_settle_exception, future, exc)
         pump = _LogPump(job) if state.settings.stream_logs else None
         try:
             step = 0.1 if pump is not None else 0.25
@@ -154,27 +155,35 @@ class _WorkItem:
                 if pump is not None:
                     pump.pump(final=False)
                 if state.detached.is_set():
-                    return  # the client was interrupted: the job keeps running on its own
+                    return _nothing  # the client was interrupted: the job runs on alone
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
+            return functools.partial(_settle_exception, future, exc)
         finally:
             if pump is not None:
                 pump.pump(final=True)
         if future.done() or job.stopping:  # cancelled while running: cancel() settles it
-            return
+            return _nothing
         try:
             value = job.outcome()
         except concurrent.futures.CancelledError:
-            future.cancel()
-            return
+            return future.cancel  # type: ignore[return-value]
         except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
-        if not future.done():
-            future.set_result(value)
+            return functools.partial(_settle_exception, future, exc)
+        return functools.partial(_settle_result, future, value)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _settle_exception(future: Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+def _settle_result(future: Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class _LogPump:
@@ -217,11 +226,13 @@ def _worker(
         item = work_queue.get(block=True)
         if item is not None:
             try:
-                item.run()
-            except BaseException:  # never lose the thread (a bug of ours is in the future)
-                pass
+                settle = item.run()
+            except BaseException as exc:  # a bug of ours: it goes to the future
+                settle = functools.partial(_settle_exception, item.future, exc)
             del item
             state.idle.release()
+            settle()
+            del settle
             continue
         executor = executor_ref()
         if _shutdown or executor is None or state.shutdown:
