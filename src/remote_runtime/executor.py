@@ -148,6 +148,10 @@ class _WorkItem:
             launch(job)
         except BaseException as exc:
             return functools.partial(_settle_exception, future, exc)
+        if job.stopping and job.launched is not None:  # cancel() came during the launch
+            job.launched.stop()
+            if job.status().get("state") not in (J.JobState.COMPLETED, J.JobState.FAILED):
+                job.paths.write_status(J.JobState.STOPPED, stage="stopped")
         pump = _LogPump(job) if state.settings.stream_logs else None
         try:
             step = 0.1 if pump is not None else 0.25
@@ -161,12 +165,12 @@ class _WorkItem:
         finally:
             if pump is not None:
                 pump.pump(final=True)
-        if future.done() or job.stopping:  # cancelled while running: cancel() settles it
+        if future.done():  # cancelled while running: cancel() settled it
             return _nothing
         try:
             value = job.outcome()
         except concurrent.futures.CancelledError:
-            return future.cancel  # type: ignore[return-value]
+            return functools.partial(_settle_cancel, future)
         except BaseException as exc:
             return functools.partial(_settle_exception, future, exc)
         return functools.partial(_settle_result, future, value)
@@ -177,13 +181,21 @@ def _nothing() -> None:
 
 
 def _settle_exception(future: Future, exc: BaseException) -> None:
-    if not future.done():
+    try:
         future.set_exception(exc)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile
+
+
+def _settle_cancel(future: Future) -> None:
+    future._cancel("stopped")
 
 
 def _settle_result(future: Future, value: Any) -> None:
-    if not future.done():
+    try:
         future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile
 
 
 class _LogPump:

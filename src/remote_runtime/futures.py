@@ -67,7 +67,8 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
         if self.job.status().get("state") in (J.JobState.COMPLETED, J.JobState.FAILED):
             return False  # it ended while being stopped
         with self._condition:
-            if self._state != RUNNING:
+            if self._state != RUNNING:  # the watcher saw it end (Stopped): settle it now
+                self._materialize()
                 return self._state == CANCELLED_AND_NOTIFIED
             self._state = CANCELLED_AND_NOTIFIED
             for waiter in self._waiters:
