@@ -330,9 +330,10 @@ def test_local_module_needs_include_local_workdir(project):
 
 def test_custom_file_filter_excludes_locally(project):  # test_with_custom_file_filter
     keep = CustomFileFilter(ignore_name_patterns=["data"])
-    assert remote(include_local_workdir=True, custom_file_filter=keep, **QUIET)(
-        use_local_module
-    )() == 42
+    assert (
+        remote(include_local_workdir=True, custom_file_filter=keep, **QUIET)(use_local_module)()
+        == 42
+    )
     drop = CustomFileFilter(ignore_name_patterns=["local_helper.py"])
     with pytest.raises(ModuleNotFoundError, match="local_helper"):
         remote(include_local_workdir=True, custom_file_filter=drop, **QUIET)(use_local_module)()
