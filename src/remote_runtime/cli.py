@@ -1,6 +1,6 @@
 """The ``remote-runtime`` command: list, inspect, follow, cancel and collect jobs.
 
-    remote-runtime jobs list [--prefix P] [--status S]
+    remote-runtime jobs list [--prefix P] [--status S] [--limit N]   (newest first)
     remote-runtime jobs show NAME
     remote-runtime jobs logs NAME [--follow]
     remote-runtime jobs cancel NAME
@@ -61,10 +61,25 @@ def _duration(status: dict[str, Any]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from .futures import list_futures
 
+    header = ("NAME", "STATUS", "CREATED", "DURATION", "FUNCTION", "ERROR")
     rows = []
-    for future in list_futures(args.prefix, _settings(args).s3_root_uri, status=args.status):
+    for future in list_futures(
+        args.prefix,
+        _settings(args).s3_root_uri,
+        status=args.status,
+        limit=args.limit or None,
+        newest_first=True,
+    ):
         status = future.job.status()
         spec = future.job.paths.read_spec()
+        error = status.get("error") or {}
+        text = ""
+        if error:
+            text = f"{str(error.get('type', '')).rsplit('.', 1)[-1]}: {error.get('message', '')}"
+            text = " ".join(text.split())
+            text = text if len(text) <= 60 else text[:57] + "..."
+        elif status.get("state") == J.JobState.STOPPED:
+            text = str(status.get("reason") or status.get("stage") or "")
         rows.append(
             (
                 future.job_name,
@@ -72,16 +87,14 @@ def cmd_list(args: argparse.Namespace) -> int:
                 _when(spec.get("created")),
                 _duration(status),
                 spec.get("function", "?"),
+                text,
             )
         )
     if not rows:
         print("no jobs")
         return 0
-    widths = [
-        max(len(str(r[i])) for r in [("NAME", "STATE", "CREATED", "DURATION", "FUNCTION"), *rows])
-        for i in range(5)
-    ]
-    for row in [("NAME", "STATE", "CREATED", "DURATION", "FUNCTION"), *rows]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     return 0
 
@@ -219,9 +232,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     jobs = sub.add_parser("jobs", help="list, show, follow, cancel jobs and get their results")
     jsub = jobs.add_subparsers(dest="jobs_command", required=True)
-    p = jsub.add_parser("list", help="list jobs, oldest first")
+    p = jsub.add_parser("list", help="list jobs, newest first")
     p.add_argument("--prefix", help="only jobs whose name starts with this")
-    p.add_argument("--status", choices=["Pending", "InProgress", "Completed", "Failed", "Stopped"])
+    p.add_argument(
+        "--status",
+        type=_state,
+        help="only jobs in this state: Pending, InProgress, Completed, Failed or Stopped (any case)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=50, help="at most this many jobs (default 50; 0: all)"
+    )
     p.set_defaults(func=cmd_list)
     for name, func, text in (
         ("show", cmd_show, "a job's spec, status and bundles (parts, codecs, sizes)"),
@@ -246,10 +266,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _state(text: str) -> str:
+    from .futures import canonical_state
+
+    try:
+        return canonical_state(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, as other commands do
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (ValueError, LookupError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -36,7 +36,7 @@ _KILL_GRACE = 10.0  # seconds past max_runtime before the client kills a job its
 def store_for(settings: Settings) -> Store:
     """The job root of these settings (with SSE-KMS on every upload when ``s3_kms_key``)."""
     options = dict(settings.storage_options or {})
-    if settings.s3_kms_key:
+    if settings.s3_kms_key and root_uri(settings).startswith(("s3://", "s3a://")):
         extra = dict(options.get("s3_additional_kwargs") or {})
         extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=settings.s3_kms_key)
         options["s3_additional_kwargs"] = extra
@@ -144,6 +144,15 @@ def prepare_job(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
 ) -> tuple[J.JobPaths, bytes]:
     """Write a job's folder (everything but its launch); return its paths and key."""
+    from .workdir import by_value_unless_importable
+
+    with by_value_unless_importable(fn, settings):
+        return _prepare_job(fn, args, kwargs, settings)
+
+
+def _prepare_job(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], settings: Settings
+) -> tuple[J.JobPaths, bytes]:
     _check_call(fn, args, kwargs)
     store = store_for(settings)
     qualname = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"

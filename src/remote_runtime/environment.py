@@ -85,9 +85,9 @@ def ensure_venv(requirements: str) -> str:
 
 def _run(cmd: list[str], what: str) -> None:
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.stdout:
-        print(out.stdout, end="", flush=True)
-    if out.returncode != 0:
+    if out.returncode != 0:  # quiet unless it fails (pip says a line per installed package)
+        if out.stdout:
+            print(out.stdout, end="", flush=True)
         sys.stderr.write(out.stderr)
         raise RuntimeEnvironmentError(
             f"could not {what} (exit code {out.returncode}):\n{out.stderr.strip()[-4000:]}"
@@ -118,7 +118,11 @@ def run_pre_execution(commands: list[str] | None, script: str | None, cwd: str) 
     """Run the pre-execution commands (or script) in ``cwd``; a failure stops the job."""
     steps = [(c, c) for c in commands or []]
     if script is not None:
-        steps.append((f"bash {script}", f"pre_execution_script {os.path.basename(script)}"))
+        import shlex
+
+        steps.append(  # as SageMaker runs it: stop at the first failing line
+            (f"bash -eu {shlex.quote(script)}", f"pre_execution_script {os.path.basename(script)}")
+        )
     for cmd, label in steps:
         out = subprocess.run(cmd, shell=True, cwd=cwd, capture_output=True, text=True, check=False)
         if out.stdout:

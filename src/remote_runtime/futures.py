@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
 import time
 from collections.abc import Generator, Iterator
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, RUNNING
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, RUNNING
 from typing import Any
 
 from . import job as J
@@ -49,15 +50,25 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
         return self.job.logs()
 
     def cancel(self) -> bool:
+        """Cancel the job: a queued job never starts; a running job is stopped (its
+        processes are killed, its status becomes Stopped). False when it has already ended."""
+        return self._cancel("cancelled before start")
+
+    def _cancel(self, reason: str) -> bool:
         if super().cancel():
-            self.job.paths.write_status(J.JobState.STOPPED, stage="cancelled before start")
+            self.job.paths.write_status(J.JobState.STOPPED, stage="cancelled", reason=reason)
             return True
         with self._condition:
             if self._state != RUNNING:
                 return False
+        if self.job.status().get("state") in (J.JobState.COMPLETED, J.JobState.FAILED):
+            return False  # it ended already: the executor settles its outcome
         self.job.stop()
+        if self.job.status().get("state") in (J.JobState.COMPLETED, J.JobState.FAILED):
+            return False  # it ended while being stopped
         with self._condition:
-            if self._state != RUNNING:
+            if self._state != RUNNING:  # the watcher saw it end (Stopped): settle it now
+                self._materialize()
                 return self._state == CANCELLED_AND_NOTIFIED
             self._state = CANCELLED_AND_NOTIFIED
             for waiter in self._waiters:
@@ -65,6 +76,11 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
             self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]
         return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the job ends or ``timeout`` seconds pass (SageMaker's ``Future.wait``);
+        raises nothing: call ``result()`` for the value or the exception."""
+        self._wait_done(timeout)
 
     # -- lazily decoded outcomes (re-attached futures) -------------------------------------
 
@@ -90,21 +106,42 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
             except BaseException as exc:
                 self._exception = exc
 
+    def _wait_done(self, timeout: float | None) -> bool:
+        """Wait once, for at most ``timeout`` seconds in all, until the future is done."""
+        if self._lazy_outcome:
+            return True
+        with self._condition:
+            return self._condition.wait_for(
+                lambda: self._state in (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED), timeout
+            )
+
     def result(self, timeout: float | None = None) -> Any:
-        self._wait_for_state(timeout)
-        self._materialize()
-        return super().result(timeout)
+        """The job's return value; raises its exception, ``CancelledError`` if it was
+        cancelled, or ``TimeoutError`` if it has not ended within ``timeout`` seconds."""
+        exc = self._outcome(timeout)
+        if exc is not None:
+            try:
+                raise exc.with_traceback(None)  # the remote traceback is in its notes
+            finally:
+                del exc
+        return self._result
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._wait_for_state(timeout)
-        self._materialize()
-        return super().exception(timeout)
+        """The job's exception (None if it returned); ``CancelledError`` and
+        ``TimeoutError`` as for ``result()``."""
+        return self._outcome(timeout)
 
-    def _wait_for_state(self, timeout: float | None) -> None:
-        if self._lazy_outcome or self.done():
-            return
+    def _outcome(self, timeout: float | None) -> BaseException | None:
+        if not self._wait_done(timeout):
+            raise concurrent.futures.TimeoutError(
+                f"job {self.job_name} did not end within {timeout} s (it keeps running)"
+            )
+        self._materialize()
         with self._condition:
-            self._condition.wait_for(self.done, timeout)
+            if self._state in (CANCELLED, CANCELLED_AND_NOTIFIED):
+                raise concurrent.futures.CancelledError(f"job {self.job_name} was cancelled")
+            exc: BaseException | None = self._exception
+            return exc
 
     def __await__(self) -> Generator[Any, None, Any]:
         return asyncio.wrap_future(self).__await__()
@@ -179,33 +216,69 @@ def get_future(job_name: str, s3_root_uri: str | None = None, **settings: Any) -
     return _attached(job_name, resolve_settings(settings, "get_future()"))
 
 
+_STATES = {
+    state.lower(): state
+    for state in (
+        J.JobState.PENDING,
+        J.JobState.IN_PROGRESS,
+        J.JobState.COMPLETED,
+        J.JobState.FAILED,
+        J.JobState.STOPPED,
+    )
+}
+
+
+def canonical_state(status: str) -> str:
+    """``status`` spelled as the job records spell it (case-insensitive); ValueError if
+    it names no state."""
+    if not isinstance(status, str) or status.lower().replace("_", "") not in _STATES:
+        raise ValueError(
+            f"status={status!r} is not a job state: use one of {', '.join(_STATES.values())}"
+        )
+    return _STATES[status.lower().replace("_", "")]
+
+
 def list_futures(
     job_name_prefix: str | None = None,
     s3_root_uri: str | None = None,
     *,
     status: str | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
     **settings: Any,
 ) -> Iterator[Future]:
     """Futures of the jobs under the root whose name starts with ``job_name_prefix``
-    (oldest first), optionally only those in state ``status``. Nothing is decoded."""
+    (as given, or as it appears in job names: ``my_job`` finds ``my-job-...``), oldest
+    first (``newest_first=True`` for the reverse), optionally only those in state
+    ``status`` (any case) and at most ``limit`` of them. Nothing is decoded."""
     if s3_root_uri is not None:
         settings["s3_root_uri"] = s3_root_uri
+    wanted = canonical_state(status) if status is not None else None
     resolved = resolve_settings(settings, "list_futures()")
     store = store_for(resolved)
+    prefixes = (job_name_prefix, J.name_prefix(job_name_prefix)) if job_name_prefix else ()
     names = [
         n
         for n in store.list_names()
-        if J.NAME_RE.match(n) and (not job_name_prefix or n.startswith(job_name_prefix))
+        if J.NAME_RE.match(n) and (not prefixes or any(n.startswith(p) for p in prefixes))
     ]
-    for name in sorted(names, key=_creation_order):
+    count = 0
+    for name in sorted(names, key=_creation_order, reverse=newest_first):
+        if limit is not None and count >= limit:
+            return
         try:
             future = _attached(name, resolved)
         except LookupError:
             continue  # not a job folder (or one being written)
-        if status is None or future.status() == status:
+        if wanted is None or future.status() == wanted:
+            count += 1
             yield future
 
 
+_STAMP = re.compile(r"-(\d{8})-(\d{6})-?(\d{3})-[0-9a-z]+$")
+
+
 def _creation_order(name: str) -> tuple[str, str]:
-    parts = name.rsplit("-", 4)
-    return ("-".join(parts[-4:-1]), name) if len(parts) >= 4 else ("", name)
+    """The UTC timestamp in the name, then the name."""
+    match = _STAMP.search(name)
+    return ("".join(match.groups()), name) if match else ("", name)

@@ -50,17 +50,25 @@ def hostname() -> str:
     return os.uname().nodename if hasattr(os, "uname") else platform.node()
 
 
+MAX_PREFIX = 39  # SageMaker's: a 63-character name leaves 39 for the prefix
+
+
+def name_prefix(prefix: str | None, fallback: str = "job") -> str:
+    """The prefix as job names carry it: [a-zA-Z0-9-] only, at most 39 characters."""
+    clean = re.sub(r"[^a-zA-Z0-9]+", "-", prefix or fallback).strip("-") or "job"
+    return clean[:MAX_PREFIX].rstrip("-") or "job"
+
+
 def make_job_name(prefix: str | None, fallback: str = "job") -> str:
-    """``<prefix>-<UTC timestamp>-<random>``: at most 63 characters of [a-zA-Z0-9-]."""
+    """``<prefix>-<YYYYMMDD>-<HHMMSSmmm>-<random>`` (UTC): at most 63 characters of
+    [a-zA-Z0-9-], the prefix kept up to 39 characters as SageMaker keeps it."""
     import datetime
     import secrets
 
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    suffix = secrets.token_hex(3)
-    clean = re.sub(r"[^a-zA-Z0-9]+", "-", prefix or fallback).strip("-") or "job"
-    room = MAX_NAME - len(stamp) - len(suffix) - 2
-    clean = clean[:room].rstrip("-") or "job"
-    return f"{clean}-{stamp}-{suffix}"
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S%f")[:-3]
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    suffix = "".join(secrets.choice(alphabet) for _ in range(4))
+    return f"{name_prefix(prefix, fallback)}-{stamp}-{suffix}"
 
 
 def purpose(name: str, role: str) -> str:

@@ -287,9 +287,134 @@ def resolve_settings(kwargs: Mapping[str, Any], where: str = "remote()") -> Sett
     for name, value in arguments.items():
         values[name] = value
         sources[name] = "argument"
+    _check_types(values, sources)
     settings = Settings(**values, sources=sources)
     _validate(settings)
+    _check_backend_support(settings)
     return settings
+
+
+# -- types: checked when the function is decorated, naming the setting -------------------------
+
+_PATHS = ("s3_root_uri", "dependencies", "pre_execution_script", "python")
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "s3_root_uri": ((str,), "a folder or URI string"),
+    "instance_type": ((str,), "a string such as 'ml.m5.large'"),
+    "dependencies": ((str,), "a requirements file path or 'auto_capture'"),
+    "pre_execution_script": ((str,), "a script path"),
+    "include_local_workdir": ((bool,), "True or False"),
+    "job_name_prefix": ((str,), "a string"),
+    "python": ((str,), "an interpreter path or name"),
+    "backend": ((str,), "'local' or 'ray'"),
+    "ray_address": ((str,), "an address string such as 'http://head:8265'"),
+    "stream_logs": ((bool,), "True or False"),
+    "storage_options": ((dict,), "a dict of fsspec options, e.g. {'anon': True}"),
+    "s3_kms_key": ((str,), "a KMS key id, ARN or alias string"),
+    "role": ((str,), "a role name or ARN string"),
+    "image_uri": ((str,), "an image URI string"),
+    "instance_count": ((int,), "an integer"),
+    "volume_size": ((int,), "an integer (GB)"),
+    "volume_kms_key": ((str,), "a KMS key string"),
+    "use_spot_instances": ((bool,), "True or False"),
+    "job_conda_env": ((str,), "a conda environment name"),
+    "use_torchrun": ((bool,), "True or False"),
+    "use_mpirun": ((bool,), "True or False"),
+    "nproc_per_node": ((int,), "an integer"),
+    "disable_output_compression": ((bool,), "True or False"),
+    "max_wait_time_in_seconds": ((int,), "an integer"),
+}
+
+
+def _check_types(values: dict[str, Any], sources: Mapping[str, str]) -> None:
+    for name in _PATHS:
+        if isinstance(values.get(name), os.PathLike):
+            values[name] = os.fspath(values[name])
+    for name, (types, what) in _TYPES.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        ok = isinstance(value, types) and not (
+            bool not in types and int in types and isinstance(value, bool)
+        )
+        if not ok:
+            where = sources.get(name, "default")
+            raise TypeError(
+                f"setting {name}={value!r} ({where}) must be {what}, not {type(value).__name__}"
+            )
+
+
+# -- what a backend cannot honour ----------------------------------------------------------------
+
+_warned: set[str] = set()
+_GPU_TYPE = re.compile(r"^ml\.(p\d|g\d)")
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key in _warned:
+        return
+    _warned.add(key)
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=4)
+
+
+@functools.lru_cache(maxsize=1)
+def _has_gpu() -> bool:
+    import shutil
+
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")) or bool(
+        shutil.which("nvidia-smi")
+    )
+
+
+def _check_backend_support(s: Settings) -> None:
+    """Settings that change what runs and that this backend cannot honour: an error when
+    given as an argument or variable, a warning (once) when they come from a config file
+    (shared with SageMaker) or are commonly passed harmlessly (image_uri, spot)."""
+    backend = f"the {s.backend} backend"
+    refused = {
+        "instance_count": (s.instance_count not in (None, 1), "runs every job on one machine"),
+        "use_torchrun": (bool(s.use_torchrun), "does not launch torchrun"),
+        "use_mpirun": (bool(s.use_mpirun), "does not launch mpirun"),
+        "nproc_per_node": (s.nproc_per_node not in (None, 1), "starts one process per job"),
+        "job_conda_env": (s.job_conda_env is not None, "does not activate conda environments"),
+    }
+    for name, (given, why) in refused.items():
+        if not given:
+            continue
+        message = (
+            f"setting {name}={getattr(s, name)!r} cannot be honoured: {backend} {why}. "
+            f"Remove it (or run on SageMaker, which supports it)."
+        )
+        if str(s.sources.get(name, "")).startswith("config "):
+            _warn_once(name, message + f" Ignored here (from {s.sources[name]}).")
+        else:
+            raise ValueError(message)
+    if s.image_uri is not None:
+        _warn_once(
+            "image_uri",
+            f"setting image_uri={s.image_uri!r} is ignored: {backend} runs jobs with "
+            "this machine's Python environment, not in a container image",
+        )
+    if s.use_spot_instances:
+        _warn_once("use_spot_instances", f"setting use_spot_instances=True is ignored on {backend}")
+    if (
+        s.backend == "local"
+        and s.instance_type is not None
+        and _GPU_TYPE.match(s.instance_type)
+        and not _has_gpu()
+    ):
+        _warn_once(
+            f"gpu:{s.instance_type}",
+            f"instance_type={s.instance_type!r} has GPUs but this machine has none: "
+            "the local backend runs the job on the CPU",
+        )
+    if s.s3_kms_key is not None and not root_uri(s).startswith(("s3://", "s3a://")):
+        _warn_once(
+            "s3_kms_key",
+            f"setting s3_kms_key is ignored: the job root {root_uri(s)} is not an s3:// URI "
+            "(SSE-KMS applies to uploads to S3 only)",
+        )
 
 
 def _validate(s: Settings) -> None:
@@ -315,6 +440,12 @@ def _validate(s: Settings) -> None:
     ):
         raise ValueError(
             f"instance_type {s.instance_type!r} cannot run on the local backend: use 'local' or an 'ml.*' name"
+        )
+    if s.dependencies is not None and str(s.dependencies).endswith((".yml", ".yaml")):
+        raise ValueError(
+            f"dependencies={s.dependencies!r} is a conda environment file: this backend installs "
+            "pip requirements only. Give a requirements.txt (the packages of the file's "
+            "`pip:` section, and pip names for its conda packages)"
         )
     if s.dependencies not in (None, "auto_capture") and not os.path.isfile(str(s.dependencies)):
         raise ValueError(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import io
 import os
+import threading
 import zipfile
 from collections.abc import Iterator
+from typing import Any
 
 from .settings import CustomFileFilter, Settings
 
-__all__ = ["pack_workdir", "unpack_workdir"]
+__all__ = [
+    "by_value_unless_importable",
+    "importable_in_job",
+    "pack_workdir",
+    "runtime_path",
+    "unpack_workdir",
+]
 
 ALWAYS_IGNORED = (
     ".git",
@@ -74,3 +83,114 @@ def unpack_workdir(data: bytes, target: str) -> None:
             if not dest.startswith(target + os.sep):
                 raise ValueError(f"workspace entry {info.filename!r} escapes the working directory")
         zf.extractall(target)
+
+
+# -- what the job can import -------------------------------------------------------------------
+#
+# A job's sys.path holds its workspace (the unpacked working directory), the
+# environment's site-packages and standard library, and the folder remote_runtime itself
+# was imported from when that is none of those (a source checkout, a PYTHONPATH entry):
+# never the caller's whole sys.path. So a module left out of the workspace fails to
+# import locally exactly as it would on Ray or in the cloud.
+
+
+def _environment_dirs() -> list[str]:
+    import site
+    import sys
+    import sysconfig
+
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    dirs.update(site.getsitepackages() if hasattr(site, "getsitepackages") else [])
+    user = site.getusersitepackages() if hasattr(site, "getusersitepackages") else None
+    if isinstance(user, str):
+        dirs.add(user)
+    dirs.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib"))
+    return sorted({os.path.realpath(d) for d in dirs if d})
+
+
+def runtime_path() -> list[str]:
+    """The folders a job needs on its PYTHONPATH to import remote_runtime and
+    remote_codecs: those they were imported from, unless the environment has them."""
+    import remote_codecs
+    import remote_runtime
+
+    env = _environment_dirs()
+    out = []
+    for package in (remote_runtime, remote_codecs):
+        folder = os.path.dirname(os.path.dirname(os.path.realpath(package.__file__ or "")))
+        if folder and not _under(folder, env):
+            out.append(folder)
+    return list(dict.fromkeys(out))
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def importable_in_job(module_name: str, settings: Settings) -> bool:
+    """Whether the job can import ``module_name`` by name: from the environment, the
+    runtime's own folder, or (with ``include_local_workdir``) the shipped workspace."""
+    import sys
+
+    module = sys.modules.get(module_name)
+    if module is None or module_name == "__main__":
+        return module is None
+    file = getattr(module, "__file__", None)
+    if not file:
+        return True  # built in, or a namespace package
+    file = os.path.realpath(file)
+    if _under(file, _environment_dirs() + runtime_path()):
+        return True
+    if settings.include_local_workdir:
+        root = os.path.realpath(os.getcwd())
+        if _under(file, [root]):
+            rel = os.path.relpath(file, root)
+            parts = module_name.split(".")
+            return rel in (os.path.join(*parts) + ".py", os.path.join(*parts, "__init__.py"))
+    return False
+
+
+_by_value_lock = threading.Lock()
+_by_value_count: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def by_value_unless_importable(fn: Any, settings: Settings) -> Iterator[None]:
+    """While the job's function and arguments are written: when ``fn``'s module cannot be
+    imported in the job (a test module, a module outside the workspace), its functions
+    and classes travel by value (as ``__main__``'s always do) instead of failing there."""
+    import cloudpickle
+
+    while True:  # the plain function behind a partial, a bound method, a wrapper
+        inner = getattr(fn, "func", None) or getattr(fn, "__func__", None)
+        if inner is None or inner is fn or not callable(inner):
+            break
+        fn = inner
+    name = getattr(fn, "__module__", None)
+    if not isinstance(name, str) or importable_in_job(name, settings):
+        yield
+        return
+    with _by_value_lock:
+        count = _by_value_count.get(name, 0)
+        if count == 0 and name in cloudpickle.list_registry_pickle_by_value():
+            ours = False  # the user registered it: leave it alone
+        else:
+            ours = True
+            if count == 0:
+                cloudpickle.register_pickle_by_value(sys_module(name))
+            _by_value_count[name] = count + 1
+    try:
+        yield
+    finally:
+        if ours:
+            with _by_value_lock:
+                _by_value_count[name] -= 1
+                if _by_value_count[name] == 0:
+                    del _by_value_count[name]
+                    cloudpickle.unregister_pickle_by_value(sys_module(name))
+
+
+def sys_module(name: str) -> Any:
+    import sys
+
+    return sys.modules[name]

@@ -111,3 +111,38 @@ def test_config_shows_sources(monkeypatch):
     out = cli("config").stdout
     assert "max_retry_attempts" in out and "env REMOTE_RUNTIME_MAX_RETRY_ATTEMPTS" in out
     assert "s3_root_uri" in out and os.environ["REMOTE_RUNTIME_S3_ROOT_URI"] in out
+
+
+def test_list_newest_first_with_limit_status_and_error_columns(jobs):
+    ok, bad = jobs
+    with RemoteExecutor(job_name_prefix="cli", stream_logs=False) as ex:
+        newest = ex.submit(shout, "last").job_name
+    lines = cli("jobs", "list", "--prefix", "cli").stdout.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "STATUS"] and "ERROR" in lines[0]
+    assert lines[1].startswith(newest)
+    (row,) = [line for line in lines if line.startswith(bad)]
+    assert "ValueError: nope" in row
+    limited = cli("jobs", "list", "--limit", "1").stdout.splitlines()
+    assert len(limited) == 2 and limited[1].startswith(newest)
+    failed = cli("jobs", "list", "--status", "failed").stdout
+    assert bad in failed and ok not in failed
+    out = cli("jobs", "list", "--status", "done", check=False)
+    assert out.returncode == 2 and "not a job state" in out.stderr
+
+
+def test_closed_pipe_ends_quietly(jobs, job_root):
+    import shutil
+
+    ok, _ = jobs
+    for i in range(700):  # more rows than a pipe holds
+        shutil.copytree(job_root / ok, job_root / f"copy-20260101-000000000-{i:04d}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remote_runtime", "jobs", "list", "--limit", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "Broken pipe" not in err, err

@@ -304,6 +304,6 @@ def test_map_progress_and_timeout(capsys):
     with RemoteExecutor(max_parallel_jobs=2, stream_logs=False) as ex:
         assert list(ex.map(square, range(4), progress=True)) == [0, 1, 4, 9]
         err = capsys.readouterr().err
-        assert "4/4 done: 4 ok, 0 failed" in err
+        assert "4/4 done: 4 completed, 0 failed, 0 stopped" in err
         with pytest.raises(cf.TimeoutError):
             list(ex.map(sleep_and_log, ["/dev/null"], [5], ["t"], timeout=0.5))

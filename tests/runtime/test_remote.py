@@ -29,7 +29,7 @@ def test_matrix_multiply_example(job_root):
     b = np.array([1, 2])
     assert np.array_equal(mm(a, b), np.array([1, 2]))
     (job,) = job_root.iterdir()
-    assert re.fullmatch(r"matrix-multiply-\d{8}-\d{6}-\d{3}-[0-9a-f]{6}", job.name)
+    assert re.fullmatch(r"matrix-multiply-\d{8}-\d{9}-[0-9a-z]{4}", job.name)
     assert sorted(p.name for p in job.iterdir()) == [
         "arguments",
         "function",
@@ -134,12 +134,29 @@ def test_exception_chain_is_kept():
     assert info.value.__cause__ is None
 
 
-def test_unrebuildable_exception_becomes_remote_function_error():
-    with pytest.raises(RemoteFunctionError) as info:
+def test_exception_with_its_own_init_is_rebuilt_without_calling_it():
+    with pytest.raises(NeedsTwo) as info:
         remote(raise_needs_two)()
+    assert info.value.args == ("1-2",)
+    assert "raise NeedsTwo(1, 2)" in info.value.remote_traceback
+
+
+def raise_ghost():
+    import importlib
+
+    with open("nowhere_to_be_found.py", "w") as f:  # a module only the job has
+        f.write("class Ghost(Exception):\n    pass\n")
+    importlib.invalidate_caches()
+    raise importlib.import_module("nowhere_to_be_found").Ghost("boo")
+
+
+def test_unrebuildable_exception_becomes_remote_function_error_saying_why():
+    with pytest.raises(RemoteFunctionError) as info:
+        remote(raise_ghost)()
     err = info.value
-    assert err.type_name.endswith("NeedsTwo") and err.message == "1-2"
-    assert "raise NeedsTwo(1, 2)" in err.remote_traceback
+    assert err.type_name == "nowhere_to_be_found.Ghost" and err.message == "boo"
+    assert "nowhere_to_be_found" in err.reason and "cannot be imported" in err.reason
+    assert "raise_ghost" in err.remote_traceback
 
 
 def test_exception_class_defined_in_main(tmp_path):

@@ -26,8 +26,7 @@ __all__ = ["LocalBackend", "LocalProcess"]
 
 
 def _client_paths() -> list[str]:
-    """The client's import path minus the interpreter's own folders: the job process sees
-    the same user modules (a test module, a project folder) as the caller."""
+    """The client's import path minus the interpreter's own folders (used by the Ray backend)."""
     prefixes = {
         os.path.realpath(p)
         for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)
@@ -46,9 +45,15 @@ def _client_paths() -> list[str]:
 def job_environment(
     key: bytes, settings: Settings, paths: JobPaths, log_dir: str | None
 ) -> dict[str, str]:
+    """The job's environment: the caller's, plus ``environment_variables``; its
+    PYTHONPATH holds only what the job needs to import remote_runtime (and what
+    ``environment_variables`` names), never the caller's sys.path."""
+    from ..workdir import runtime_path
+
     env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
     env.update(settings.environment_variables or {})
-    extra = _client_paths()
+    extra = runtime_path()
     if env.get("PYTHONPATH"):
         extra.append(env["PYTHONPATH"])
     if extra:
@@ -60,6 +65,14 @@ def job_environment(
     if paths.store.storage_options:
         env["REMOTE_RUNTIME_STORAGE_OPTIONS"] = json.dumps(paths.store.storage_options)
     return env
+
+
+def _start_dir() -> str:
+    """An empty folder to start job processes in: the caller's working directory is not
+    theirs (each job runs in its own), and must not be on their sys.path."""
+    folder = os.path.join(cache_dir(), "start")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
 
 
 def _exited(pid: int, timeout: float) -> bool:
@@ -168,7 +181,7 @@ class LocalBackend:
         python = settings.python or sys.executable
         out = open(os.path.join(log_dir, "stdout.log"), "ab")  # noqa: SIM115 - closed by wait()
         err = open(os.path.join(log_dir, "stderr.log"), "ab")  # noqa: SIM115
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"cwd": _start_dir()}
         popen = subprocess.Popen(
             [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
             stdin=subprocess.DEVNULL,
@@ -206,6 +219,7 @@ class Worker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             pass_fds=(write_fd,),
+            cwd=_start_dir(),
             start_new_session=True,
             env=env,
             close_fds=True,
