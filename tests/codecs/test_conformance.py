@@ -72,7 +72,8 @@ def _samples():
 
         eq = lambda a, b: type(a) is type(b) and a.equals(b)  # noqa: E731
         out["pyarrow.Table/ipc"] = ([pa.table({"a": [1, 2]})], eq, "pyarrow")
-        out["pyarrow.RecordBatch/ipc"] = ([pa.record_batch({"a": [1, 2]})], eq, "pyarrow")
+        batch = pa.RecordBatch.from_pydict({"a": [1, 2]})
+        out["pyarrow.RecordBatch/ipc"] = ([batch], eq, "pyarrow")
         out["pyarrow.Array/ipc"] = ([pa.array([1, None])], eq, "pyarrow")
         out["pyarrow.ChunkedArray/ipc"] = ([pa.chunked_array([[1], [2, 3]])], eq, "pyarrow")
     except ImportError:
@@ -134,8 +135,20 @@ CODECS = {codec_id: target for codec_id, target, _ in BUILTIN_CODECS}
 HEAVY_TF = {"tensorflow.Tensor/npy", "tensorflow.Variable/npy", "keras.Model/keras"}
 
 
+def _library_not_installed(target: str) -> bool:
+    """Whether a codec's module fails to import only because its library is not installed
+    (torch, tensorflow ... on the oldest supported stack, ``make compat``)."""
+    try:
+        importlib.import_module(target.partition(":")[0])
+    except ModuleNotFoundError as exc:
+        return not (exc.name or "remote_codecs").startswith("remote_codecs")
+    return False
+
+
 def test_every_builtin_codec_has_samples_here():
-    missing = sorted(set(CODECS) - set(SAMPLES) - HEAVY_TF)
+    missing = sorted(
+        c for c in set(CODECS) - set(SAMPLES) - HEAVY_TF if not _library_not_installed(CODECS[c])
+    )
     assert not missing, f"add conformance samples for {missing}"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 pytest.importorskip("skops")
+
+# a scikit-learn version other than this one, made to look like the writer's
+OTHER = "1.3.2" if sklearn.__version__ != "1.3.2" else "1.2.2"
 
 from sklearn.ensemble import RandomForestClassifier  # noqa: E402
 from sklearn.linear_model import LinearRegression, LogisticRegression  # noqa: E402
@@ -75,7 +79,7 @@ def test_verify_loads_a_model_that_computes_the_same_outputs(tmp_path, name):
     rc.save(model, tmp_path / "b")
     record = rc.inspect(tmp_path / "b").parts[0].meta["fingerprint"]
     assert record["method"] == method and record["features"] == 5 and "f8" in record
-    _written_by(tmp_path / "b", "1.3.2")
+    _written_by(tmp_path / "b", OTHER)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         back = _load(tmp_path / "b", "verify")
@@ -94,10 +98,11 @@ def _shift(delta: float):
 @pytest.mark.parametrize("name", ["logistic", "forest", "regression"])
 def test_verify_refuses_a_model_that_computes_different_outputs(tmp_path, name):
     rc.save(MODELS[name][0](), tmp_path / "b")
-    _written_by(tmp_path / "b", "1.3.2", _shift(0.25))
+    _written_by(tmp_path / "b", OTHER, _shift(0.25))
     with pytest.raises(
         rc.DeserializationError,
-        match=rf"written by scikit-learn 1\.3\.2, read by scikit-learn {sklearn.__version__}.*"
+        match=rf"written by scikit-learn {re.escape(OTHER)}, "
+        rf"read by scikit-learn {sklearn.__version__}.*"
         r"largest difference 0\.25",
     ):
         _load(tmp_path / "b", "verify")
@@ -105,7 +110,7 @@ def test_verify_refuses_a_model_that_computes_different_outputs(tmp_path, name):
 
 def test_a_difference_within_float_tolerance_loads(tmp_path):
     rc.save(MODELS["regression"][0](), tmp_path / "b")
-    _written_by(tmp_path / "b", "1.3.2", _shift(1e-12))
+    _written_by(tmp_path / "b", OTHER, _shift(1e-12))
     _load(tmp_path / "b", "verify")
 
 
@@ -140,7 +145,7 @@ def test_a_model_without_a_numeric_probe_records_why_and_verify_refuses(tmp_path
     rc.save(pipe, tmp_path / "b")
     record = rc.inspect(tmp_path / "b").parts[0].meta["fingerprint"]
     assert "numeric probe" in record["none"]
-    _written_by(tmp_path / "b", "1.3.2")
+    _written_by(tmp_path / "b", OTHER)
     with pytest.raises(
         rc.DeserializationError, match=r"no behavioural fingerprint: .*numeric probe"
     ):
@@ -153,7 +158,7 @@ def test_a_frame_fitted_model_is_probed_with_its_column_names(tmp_path):
     model = LogisticRegression().fit(frame, y)
     rc.save(model, tmp_path / "b")
     assert "f8" in rc.inspect(tmp_path / "b").parts[0].meta["fingerprint"]
-    _written_by(tmp_path / "b", "1.3.2")
+    _written_by(tmp_path / "b", OTHER)
     back = _load(tmp_path / "b", "verify")
     np.testing.assert_array_equal(back.predict_proba(frame), model.predict_proba(frame))
 
@@ -177,7 +182,7 @@ def test_a_malformed_fingerprint_is_a_deserialization_error(tmp_path, record):
         if isinstance(record, dict):
             meta_record.update(record)
 
-    _written_by(tmp_path / "b", "1.3.2", edit)
+    _written_by(tmp_path / "b", OTHER, edit)
     if not isinstance(record, dict):  # a fingerprint that is not even an object
         path = tmp_path / "b" / "manifest.json"
         manifest = json.loads(path.read_text())
@@ -187,12 +192,36 @@ def test_a_malformed_fingerprint_is_a_deserialization_error(tmp_path, record):
         _load(tmp_path / "b", "verify")
 
 
+def _fingerprinted(bundle: Path) -> bool:
+    return "fingerprint" in rc.inspect(bundle).parts[0].meta
+
+
 GOLDEN_SKLEARN = sorted(GOLDEN.glob("*/sklearn_*/bundle"))
+# written before fingerprints were recorded (the oldest stack's golden files)
+GOLDEN_UNPRINTED = [b for b in GOLDEN_SKLEARN if not _fingerprinted(b)]
+# written with a fingerprint (today's stack's golden files, read by the oldest: make compat)
+GOLDEN_PRINTED = [b for b in GOLDEN_SKLEARN if _fingerprinted(b)]
 
 
-@pytest.mark.parametrize(
-    "bundle", GOLDEN_SKLEARN, ids=lambda p: f"{p.parents[1].name}/{p.parent.name}"
-)
+def _golden_id(bundle: Path) -> str:
+    return f"{bundle.parents[1].name}/{bundle.parent.name}"
+
+
+@pytest.mark.parametrize("bundle", GOLDEN_PRINTED, ids=_golden_id)
+def test_golden_models_with_a_fingerprint_verify_exactly_or_refuse_naming_both(bundle):
+    """Under another scikit-learn, "verify" loads a model that predicts exactly as it did,
+    or refuses it naming the writer's and the reader's versions."""
+    from golden.test_golden import bundle_outcome
+
+    written = rc.inspect(bundle).producer["libraries"]["scikit-learn"]
+    if written == sklearn.__version__:
+        pytest.skip("written by this scikit-learn version")
+    env, name = bundle.parents[1].name, bundle.parent.name
+    outcome, detail = bundle_outcome(env, name, allow_version_mismatch="verify")
+    assert outcome in ("exact", "loud"), f"{outcome}: {detail}"
+
+
+@pytest.mark.parametrize("bundle", GOLDEN_UNPRINTED, ids=_golden_id)
 def test_golden_models_from_another_version_have_no_fingerprint_and_verify_says_so(bundle):
     written = rc.inspect(bundle).producer["libraries"]["scikit-learn"]
     if written == sklearn.__version__:

@@ -116,10 +116,18 @@ def test_builtin_table_matches_codec_classes():
 
     from remote_codecs.codecs import BUILTIN_CODECS
 
+    checked = 0
     for codec_id, target, types in BUILTIN_CODECS:
         module, _, name = target.partition(":")
-        cls = getattr(importlib.import_module(module), name)
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as exc:
+            # only a codec whose library is not installed here (torch ... under make compat)
+            assert exc.name and not exc.name.startswith("remote_codecs"), exc
+            continue
         assert cls.id == codec_id and tuple(cls.types) == tuple(types)
+        checked += 1
+    assert checked >= len(BUILTIN_CODECS) // 2
 
 
 def _run(code: str, *paths: str) -> subprocess.CompletedProcess[str]:

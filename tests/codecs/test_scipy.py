@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 sp = pytest.importorskip("scipy.sparse")
+import scipy  # noqa: E402
 
 import remote_codecs as rc  # noqa: E402
 
@@ -51,8 +52,23 @@ def _edit_manifest(data: bytes, edit) -> bytes:
     return out.getvalue()
 
 
+def _builds(fmt: str, ndim: int) -> bool:
+    shape = (1,) * ndim
+    try:
+        return getattr(sp, f"{fmt}_array")(np.zeros(shape)).shape == shape
+    except (TypeError, ValueError):
+        return False
+
+
+def _needs_ndim(fmt: str, ndim: int) -> None:
+    """Skip where this scipy has no such sparse array (every one was 2-D before 1.13)."""
+    if not _builds(fmt, ndim):
+        pytest.skip(f"scipy {scipy.__version__} has no {ndim}-D {fmt}_array (a newer scipy has)")
+
+
 @pytest.mark.parametrize("shape", [(7,), (2, 3, 4), (2, 1, 3, 2)])
 def test_coo_array_of_any_ndim_round_trips(shape):
+    _needs_ndim("coo", len(shape))
     rng = np.random.default_rng(0)
     dense = rng.integers(-3, 3, size=shape).astype(np.float64) * (rng.random(shape) < 0.4)
     m = sp.coo_array(dense)
@@ -64,11 +80,58 @@ def test_coo_array_of_any_ndim_round_trips(shape):
 
 @pytest.mark.parametrize("fmt", ["csr", "dok"])
 def test_one_dimensional_arrays_round_trip(fmt):
+    _needs_ndim(fmt, 1)
     dense = np.array([0, 1.5, 0, 0, -2.0])
     m = getattr(sp, f"{fmt}_array")(dense)
     back = rc.loads(rc.dumps(m), allow_pickle=False)
     assert type(back) is type(m) and back.shape == (5,)
     np.testing.assert_array_equal(back.toarray(), dense)
+
+
+def _as_one_dimensional(data: bytes) -> bytes:
+    """A bundle of the 1-D coo_array [0, 0, 0, 4, 0, 5, 0], made from the 2-D one of shape
+    (1, 7) by editing its parts: what a scipy with 1-D sparse arrays writes for it."""
+    import io
+    import json
+    import zipfile
+
+    src = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename == "manifest.json":
+                manifest = json.loads(body)
+                (part,) = manifest["parts"]
+                part["files"] = [f for f in part["files"] if not f["name"].endswith(".row.npy")]
+                for f in part["files"]:
+                    f["name"] = f["name"].replace(".col.npy", ".coords.0.npy")
+                meta = part["meta"]
+                meta["shape"] = [7]
+                del meta["arrays"]["row"]
+                meta["arrays"]["coords.0"] = meta["arrays"].pop("col")
+                body = json.dumps(manifest).encode()
+            elif info.filename.endswith(".row.npy"):
+                continue
+            dst.writestr(info.filename.replace(".col.npy", ".coords.0.npy"), body)
+    return out.getvalue()
+
+
+def test_a_one_dimensional_array_loads_exactly_or_is_refused_naming_scipy():
+    """A 1-D coo_array written by a newer scipy: exact where scipy builds 1-D sparse
+    arrays, else refused naming this scipy's version (never reshaped to 2-D)."""
+    m = sp.coo_array((np.array([4.0, 5.0]), (np.array([0, 0]), np.array([3, 5]))), shape=(1, 7))
+    data = _as_one_dimensional(rc.dumps(m))
+    if _builds("coo", 1):
+        back = rc.loads(data, allow_pickle=False)
+        assert type(back) is sp.coo_array and back.shape == (7,)
+        np.testing.assert_array_equal(back.toarray(), [0, 0, 0, 4.0, 0, 5.0, 0])
+    else:
+        with pytest.raises(
+            rc.DeserializationError,
+            match=rf"1-D coo_array .*scipy {scipy.__version__} builds only 2-D",
+        ):
+            rc.loads(data, allow_pickle=False)
 
 
 def test_coo_keeps_duplicates_and_index_dtype():

@@ -387,7 +387,38 @@ GOLDEN_OBJECTS = Path(__file__).resolve().parents[1] / "golden" / "objects.py"
 GOLDEN = sorted(GOLDEN_OBJECTS.parent.glob("*/xgb_*/bundle"))
 
 
-@pytest.mark.parametrize("bundle", GOLDEN, ids=lambda p: f"{p.parents[1].name}/{p.parent.name}")
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in version.split("+")[0].split(".")[:3])
+
+
+def _golden_by(newer: bool) -> list[Path]:
+    return [
+        b
+        for b in GOLDEN
+        if (_release(rc.inspect(b).producer["libraries"]["xgboost"]) > _release(xgb.__version__))
+        == newer
+    ]
+
+
+@pytest.mark.parametrize(
+    "bundle", _golden_by(newer=True), ids=lambda p: f"{p.parents[1].name}/{p.parent.name}"
+)
+@pytest.mark.parametrize("mismatch", [False, "verify"])
+def test_golden_models_from_a_newer_xgboost_load_exactly_or_are_refused_naming_both(
+    bundle, mismatch
+):
+    """An older xgboost (make compat) reads today's golden models exactly, or refuses them
+    naming the writer's and the reader's versions; with "verify" too."""
+    from golden.test_golden import bundle_outcome
+
+    env, name = bundle.parents[1].name, bundle.parent.name
+    outcome, detail = bundle_outcome(env, name, allow_version_mismatch=mismatch)
+    assert outcome in ("exact", "loud"), f"{outcome}: {detail}"
+
+
+@pytest.mark.parametrize(
+    "bundle", _golden_by(newer=False), ids=lambda p: f"{p.parents[1].name}/{p.parent.name}"
+)
 @pytest.mark.parametrize("mismatch", [False, "verify"])
 def test_golden_models_from_an_older_xgboost_load_exactly(bundle, mismatch):
     written = rc.inspect(bundle).producer["libraries"]["xgboost"]

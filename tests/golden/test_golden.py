@@ -49,7 +49,7 @@ def _installed(library: str) -> str | None:
     return installed_version(library)
 
 
-def bundle_outcome(env: str, name: str) -> tuple[str, str]:
+def bundle_outcome(env: str, name: str, allow_version_mismatch=False) -> tuple[str, str]:
     """How today's installation reads a golden bundle: ("exact" | "loud" | "hard" |
     "silent", detail). Loud is a refusal naming the writer's and the reader's versions."""
     from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES
@@ -60,7 +60,10 @@ def bundle_outcome(env: str, name: str) -> tuple[str, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             loaded = rc.load(
-                folder / "bundle", allow_pickle=False, trusted=SCIKIT_LEARN_INTERNAL_TYPES
+                folder / "bundle",
+                allow_pickle=False,
+                trusted=SCIKIT_LEARN_INTERNAL_TYPES,
+                allow_version_mismatch=allow_version_mismatch,
             )
     except rc.DeserializationError as exc:
         message = str(exc)

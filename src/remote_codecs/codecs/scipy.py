@@ -111,6 +111,8 @@ class SparseCodec(Codec):
                 f"scipy sparse part ({kind}) must hold the arrays {list(expected)}, "
                 f"not {sorted(given) if isinstance(given, dict) else given!r}"
             )
+        if len(shape) != 2 and not (_builds(kind, len(shape)) and _builds(fmt, len(shape))):
+            raise _no_ndim(cls, tuple(shape), reader)
         codec = NDArrayCodec()
         arrays = {
             name: codec.decode(Prefixed(reader, f".{name}"), given[name], 1)  # type: ignore[arg-type]
@@ -133,3 +135,26 @@ class SparseCodec(Codec):
         if fmt != kind:
             stored = stored.asformat(fmt)
         return stored if type(stored) is cls else cls(stored)
+
+
+def _builds(fmt: str, ndim: int) -> bool:
+    """Whether this scipy builds ``ndim``-D sparse arrays of ``fmt`` (before 1.13 every
+    sparse array was 2-D: ``coo_array(np.zeros(3))`` had shape (1, 3))."""
+    shape = (1,) * ndim
+    try:
+        return bool(getattr(sp, f"{fmt}_array")(np.zeros(shape)).shape == shape)
+    except (TypeError, ValueError):
+        return False
+
+
+def _no_ndim(cls: type, dims: tuple[int, ...], reader: PartReader) -> DeserializationError:
+    """The refusal for a 1-D or n-D sparse array that this scipy cannot build."""
+    import scipy
+
+    written = getattr(reader, "written_version", None)
+    by = f", written by scipy {written}" if written else ""
+    return DeserializationError(
+        f"scipy sparse part is a {len(dims)}-D {cls.__name__} of shape {dims}{by}; scipy "
+        f"{scipy.__version__} builds only 2-D sparse arrays of this format. Install the "
+        f"scipy that wrote it{f' ({written})' if written else ''} or a newer one to load it"
+    )

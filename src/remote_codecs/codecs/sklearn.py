@@ -178,6 +178,22 @@ def _schema(data: bytes) -> Any:
         return json.loads(archive.read("schema.json"))
 
 
+def _schema_types(schema: Any) -> set[str]:
+    """Every ``module.class`` that a skops schema names."""
+    names: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+            module, cls = node.get("__module__"), node.get("__class__")
+            if isinstance(module, str) and isinstance(cls, str):
+                names.add(f"{module}.{cls}")
+    return names
+
+
 def _only_known_partials(data: bytes) -> bool:
     """Whether every ``functools.partial`` in the skops schema is
     ``partial(sklearn.utils.validation.check_array, **kwds)``, and ``check_array`` appears
@@ -368,6 +384,9 @@ class EstimatorCodec(Codec):
     def _load_skops(data: bytes, trusted: set[str]) -> Any:
         sio = _skops_io()
         found = set(sio.get_untrusted_types(data=data))  # builds the tree: imports nothing
+        # scikit-learn's internal types need the loader's trust whatever this skops trusts
+        # by default (skops before 0.10 trusts a Tree, whose arrays are read unchecked)
+        found |= _schema_types(_schema(data)) & set(SCIKIT_LEARN_INTERNAL_TYPES)
         allowed = found & trusted
         if _PARTIAL in found - allowed and _only_known_partials(data):
             allowed |= found & {_PARTIAL, _CHECK_ARRAY}
