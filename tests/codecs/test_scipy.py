@@ -61,7 +61,7 @@ def _builds(fmt: str, ndim: int) -> bool:
 
 
 def _needs_ndim(fmt: str, ndim: int) -> None:
-    """Skip where this scipy has no such sparse array (every one was 2-D before 1.13)."""
+    """Skip where this scipy has no such sparse array (under scipy 1.11 every one was 2-D)."""
     if not _builds(fmt, ndim):
         pytest.skip(f"scipy {scipy.__version__} has no {ndim}-D {fmt}_array (a newer scipy has)")
 

@@ -138,7 +138,7 @@ class SparseCodec(Codec):
 
 
 def _builds(fmt: str, ndim: int) -> bool:
-    """Whether this scipy builds ``ndim``-D sparse arrays of ``fmt`` (before 1.13 every
+    """Whether this scipy builds ``ndim``-D sparse arrays of ``fmt`` (under scipy 1.11 every
     sparse array was 2-D: ``coo_array(np.zeros(3))`` had shape (1, 3))."""
     shape = (1,) * ndim
     try:
