@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,56 @@ def test_registered_python_extension_type_round_trips():
         _assert_exact(back, value)
     finally:
         pa.unregister_extension_type("test.money")
+
+
+def test_an_unregistered_extension_type_is_refused_naming_the_column_and_type():
+    """Read where the extension type is unknown, a column would come back as its storage
+    type: refused, naming the column and the type; loads once the type is registered."""
+    pa.register_extension_type(_Money())
+    try:
+        value = pa.ExtensionArray.from_storage(_Money(), pa.array([1, None, 3]))
+        table = pa.table({"price": value, "n": [1, 2, 3]})
+        data = rc.dumps({"t": table, "a": value})
+    finally:
+        pa.unregister_extension_type("test.money")
+    with pytest.raises(
+        rc.DeserializationError, match=r"column 'price' has the extension type 'test\.money'"
+    ):
+        rc.loads(data, allow_pickle=False)
+    nested = pa.table({"s": pa.StructArray.from_arrays([value], names=["p"])})
+    pa.register_extension_type(_Money())
+    try:
+        nested_data = rc.dumps(nested)
+        back = rc.loads(data, allow_pickle=False)
+        _assert_exact(back["t"], table)
+        _assert_exact(back["a"], value)
+    finally:
+        pa.unregister_extension_type("test.money")
+    with pytest.raises(rc.DeserializationError, match=r"column 's\.p' has the extension type"):
+        rc.loads(nested_data, allow_pickle=False)
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_extension_types_of_a_newer_pyarrow_load_exactly_or_are_refused_naming_them():
+    """``uuid`` and ``json`` columns written by pyarrow 26 (see data/pyarrow-26.0.1): exact
+    where pyarrow has those types, refused by name where it has not (pyarrow 15 read them
+    as fixed_size_binary and string, silently)."""
+    data = (DATA / "pyarrow-26.0.1" / "uuid_json_table.rcb").read_bytes()
+    if not (hasattr(pa, "uuid") and hasattr(pa, "json_")):
+        with pytest.raises(rc.DeserializationError) as info:
+            rc.loads(data, allow_pickle=False)
+        message = str(info.value)
+        assert "arrow." in message and f"pyarrow {pa.__version__}" in message
+        assert "pyarrow 26.0.1" in message
+        return
+    back = rc.loads(data, allow_pickle=False)
+    expected = pa.table(
+        {
+            "id": pa.array([b"0123456789abcdef", None], pa.uuid()),
+            "n": pa.array([1, 2], pa.int64()),
+            "doc": pa.array(['{"a": 1}', None], pa.json_()),
+        }
+    )
+    _assert_exact(back, expected)

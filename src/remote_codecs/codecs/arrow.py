@@ -3,6 +3,10 @@
 Sliced data is written as the slice, not its parent's buffers (Arrow's IPC writer
 truncates them), and reading is zero-copy over one buffer per part.
 
+A column of an extension type that this pyarrow does not know (``arrow.uuid`` written by
+pyarrow 18+ and read by pyarrow 15, or a Python extension type not registered here) would
+read back as its storage type: such a part is refused, naming the column and the type.
+
 A part is an IPC *file*, except for data whose dictionary columns span several record
 batches (what ``pa.concat_tables`` makes): the file format holds one dictionary per
 field, so those are written in the IPC *stream* format, which keeps each chunk's own
@@ -17,6 +21,7 @@ import pyarrow as pa
 import pyarrow.ipc
 
 from ..codec import Codec, PartReader, PartWriter
+from ..errors import DeserializationError
 
 _FILE_MAGIC = b"ARROW1"
 
@@ -60,6 +65,44 @@ def read_ipc(reader: PartReader, suffix: str) -> pa.Table:
     return read_ipc_buffer(reader, suffix)[0]
 
 
+_EXTENSION_NAME = b"ARROW:extension:name"
+
+
+def _unknown_extension(field: pa.Field, path: str) -> tuple[str, str, str] | None:
+    """(column path, extension name, storage type) of the first field under ``field`` whose
+    extension type the IPC reader did not know (it keeps the name in the field metadata)."""
+    name = (field.metadata or {}).get(_EXTENSION_NAME)
+    if name is not None:
+        return path, name.decode("utf-8", "replace"), str(field.type)
+    tp = field.type
+    if isinstance(tp, pa.BaseExtensionType):
+        tp = tp.storage_type
+    for i in range(tp.num_fields):
+        child = tp.field(i)
+        found = _unknown_extension(child, f"{path}.{child.name}")
+        if found:
+            return found
+    return None
+
+
+def read_known_ipc(reader: PartReader, suffix: str) -> pa.Table:
+    """``read_ipc``, refusing a column whose extension type this pyarrow does not know."""
+    table = read_ipc(reader, suffix)
+    for field in table.schema:
+        found = _unknown_extension(field, field.name)
+        if found:
+            path, name, storage = found
+            written = getattr(reader, "written_version", None)
+            by = f" (written by pyarrow {written})" if written else ""
+            raise DeserializationError(
+                f"Arrow column {path!r} has the extension type {name!r}{by}, which pyarrow "
+                f"{pa.__version__} does not know: it would load as its storage type "
+                f"{storage}, not as written. Install a pyarrow that has {name!r}, or register "
+                "that extension type (pa.register_extension_type) before loading"
+            )
+    return table
+
+
 class TableCodec(Codec):
     """``pyarrow.Table`` (schema, metadata and chunking kept)."""
 
@@ -75,7 +118,7 @@ class TableCodec(Codec):
         return {}
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        return read_ipc(reader, ".arrow")
+        return read_known_ipc(reader, ".arrow")
 
 
 class RecordBatchCodec(Codec):
@@ -93,7 +136,7 @@ class RecordBatchCodec(Codec):
         return {}
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        table = read_ipc(reader, ".arrow")
+        table = read_known_ipc(reader, ".arrow")
         batches = table.to_batches()
         if len(batches) == 1:
             return batches[0]
@@ -121,7 +164,7 @@ class ArrayCodec(Codec):
         return {}
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        column = read_ipc(reader, ".arrow").column(0)
+        column = read_known_ipc(reader, ".arrow").column(0)
         if column.num_chunks == 1:
             return column.chunk(0)
         return column.combine_chunks()
@@ -142,7 +185,7 @@ class ChunkedArrayCodec(Codec):
         return {"chunks": [len(c) for c in obj.chunks]}
 
     def decode(self, reader: PartReader, meta: dict[str, Any], version: int) -> Any:
-        column = read_ipc(reader, ".arrow").column(0)
+        column = read_known_ipc(reader, ".arrow").column(0)
         lengths = meta.get("chunks")
         if lengths is not None and [len(c) for c in column.chunks] != lengths:
             column = _relayout(column, [int(n) for n in lengths])
