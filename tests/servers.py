@@ -109,6 +109,9 @@ class S3Server:
             "AWS_SECRET_ACCESS_KEY": SECRET,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": "us-east-1",
+            # rclone answers a ranged read with the whole object's checksum: botocore
+            # would reject every part over 50 MiB unless it checks only when required
+            "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
         }
 
 

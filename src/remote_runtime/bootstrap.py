@@ -6,6 +6,11 @@ logs. Exit codes: 0 success, 1 the function raised, 3 environment failure (inter
 version, dependencies, pre-execution commands), 4 integrity failure (inputs failed
 verification), 124 max runtime exceeded, 70 internal error.
 
+The final writes (the result or exception, status.json, the logs) are retried with
+backoff when the store fails, for up to ``final_write_retry_in_seconds`` in all (from the
+job's recorded settings; 300 s by default), the value staying in memory meanwhile; a job
+that still cannot write exits with code 70 and its client settles it as Failed.
+
 The per-job key arrives in the environment (``REMOTE_RUNTIME_JOB_KEY``), never through
 the store; it is removed from the environment before the user's code runs.
 """
@@ -90,20 +95,59 @@ def _precheck(job_uri: str) -> int | None:
     return EXIT_ENVIRONMENT
 
 
+class _FinalWrites:
+    """The budget for retrying the job's final writes while the store fails."""
+
+    seconds = 300.0
+    deadline: float | None = None  # set at the first failure
+
+
+def _final(paths: J.JobPaths, what: str, action: Any) -> Any:
+    """Run ``action()`` (a final write), retrying store failures with backoff until the
+    final-write budget is spent; then the last failure is raised."""
+    from .store import is_service_failure
+
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if paths.store.local or not is_service_failure(exc):
+                raise
+            now = time.monotonic()
+            if _FinalWrites.deadline is None:
+                _FinalWrites.deadline = now + _FinalWrites.seconds
+            left = _FinalWrites.deadline - now
+            if left <= 0:
+                raise
+            print(
+                f"remote-runtime: job {paths.name}: the store failed while {what} "
+                f"({type(exc).__name__}: {str(exc)[:200]}); retrying for up to {left:.0f} s more",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 15.0)
+
+
 def _fail(paths: J.JobPaths, code: int, exc: BaseException, **fields: Any) -> int:
     import traceback
 
     from . import job as J
 
-    paths.write_status(
-        J.JobState.FAILED,
-        exit_code=code,
-        error={
-            "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        },
-        **fields,
+    _final(
+        paths,
+        "writing the status",
+        lambda: paths.write_status(
+            J.JobState.FAILED,
+            exit_code=code,
+            error={
+                "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "message": str(exc),
+                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            },
+            **fields,
+        ),
     )
     print(
         f"remote-runtime: job {paths.name} failed: {type(exc).__name__}: {exc}",
@@ -134,6 +178,9 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
         execution = spec["execution"]
     except Exception as exc:
         return _fail(paths, J.EXIT_INTERNAL, exc)
+    budget = (spec.get("settings") or {}).get("final_write_retry_in_seconds")
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget >= 0:
+        _FinalWrites.seconds = float(budget)
 
     # 1. The interpreter must match the client's major.minor before anything is unpickled.
     client_py = str(execution.get("python", ""))
@@ -311,16 +358,24 @@ def _run_function(
     if watchdog is not None:
         watchdog.cancel()
     try:
-        rc.save(
-            value,
-            paths.bundle("results"),
-            key=key,
-            storage_options=paths.store.storage_options or None,
+        _final(
+            paths,
+            "writing the result",
+            lambda: rc.save(
+                value,
+                paths.bundle("results"),
+                key=key,
+                storage_options=paths.store.storage_options or None,
+            ),
         )
     except rc.SerializationError as exc:
         renamed = type(exc)(_rename_root(str(exc), "return value"))
         return _write_exception(paths, key, renamed)
-    paths.write_status(J.JobState.COMPLETED, stage="done", exit_code=J.EXIT_OK)
+    _final(
+        paths,
+        "writing the status",
+        lambda: paths.write_status(J.JobState.COMPLETED, stage="done", exit_code=J.EXIT_OK),
+    )
     return J.EXIT_OK
 
 
@@ -335,21 +390,29 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
     from .outcome import exception_record
 
     record = exception_record(exc)
-    rc.save(
-        record,
-        paths.bundle("exception"),
-        key=key,
-        storage_options=paths.store.storage_options or None,
+    _final(
+        paths,
+        "writing the exception",
+        lambda: rc.save(
+            record,
+            paths.bundle("exception"),
+            key=key,
+            storage_options=paths.store.storage_options or None,
+        ),
     )
-    paths.write_status(
-        J.JobState.FAILED,
-        stage="done",
-        exit_code=J.EXIT_USER_ERROR,
-        error={
-            "type": record["type"],
-            "message": record["message"],
-            "traceback": record["traceback"],
-        },
+    _final(
+        paths,
+        "writing the status",
+        lambda: paths.write_status(
+            J.JobState.FAILED,
+            stage="done",
+            exit_code=J.EXIT_USER_ERROR,
+            error={
+                "type": record["type"],
+                "message": record["message"],
+                "traceback": record["traceback"],
+            },
+        ),
     )
     return J.EXIT_USER_ERROR
 
@@ -404,7 +467,11 @@ def _upload_logs_from(paths: J.JobPaths, local: str | None) -> None:
         src = os.path.join(local, name)
         if os.path.exists(src):
             try:
-                paths.store.put_file(src, f"{paths.logs}/{name}")
+                _final(
+                    paths,
+                    "uploading the logs",
+                    lambda src=src, name=name: paths.store.put_file(src, f"{paths.logs}/{name}"),
+                )
             except Exception:
                 pass
 
@@ -428,6 +495,19 @@ def main(argv: list[str] | None = None) -> int:
     paths = J.JobPaths(Store(root, storage_options or None), name)
     try:
         return run_job(paths, key)
+    except Exception as exc:
+        from .store import is_service_failure
+
+        if paths.store.local or not is_service_failure(exc):
+            raise
+        print(
+            f"remote-runtime: job {name}: "
+            f"{paths.store.describe_failure(exc, 'writing the job outcome', name)} "
+            f"Gave up after final_write_retry_in_seconds={_FinalWrites.seconds:g}.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return J.EXIT_INTERNAL
     finally:
         _upload_logs(paths)
 
