@@ -99,6 +99,7 @@ class _FinalWrites:
     """The budget for retrying the job's final writes while the store fails."""
 
     seconds = 300.0
+    armed = False  # retry only once the job knows its budget (its job.json was read)
     deadline: float | None = None  # set at the first failure
 
 
@@ -112,7 +113,7 @@ def _final(paths: J.JobPaths, what: str, action: Any) -> Any:
         try:
             return action()
         except Exception as exc:
-            if paths.store.local or not is_service_failure(exc):
+            if paths.store.local or not _FinalWrites.armed or not is_service_failure(exc):
                 raise
             now = time.monotonic()
             if _FinalWrites.deadline is None:
@@ -128,6 +129,15 @@ def _final(paths: J.JobPaths, what: str, action: Any) -> Any:
             )
             time.sleep(min(delay, left))
             delay = min(delay * 2, 15.0)
+
+
+def _raise_if_store_failed(paths: J.JobPaths, exc: Exception) -> None:
+    """A store failure while reading the inputs is no verdict on them: let it end the job
+    as an infrastructure failure (which the client may retry)."""
+    from .store import is_service_failure
+
+    if not paths.store.local and is_service_failure(exc):
+        raise exc
 
 
 def _fail(paths: J.JobPaths, code: int, exc: BaseException, **fields: Any) -> int:
@@ -163,6 +173,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     from . import job as J
     from .errors import RuntimeEnvironmentError
 
+    _FinalWrites.armed, _FinalWrites.deadline = False, None  # a warm worker runs many jobs
     attempt = paths.read_status().get("attempt", 1)
     where = {
         "pid": os.getpid(),
@@ -181,6 +192,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     budget = (spec.get("settings") or {}).get("final_write_retry_in_seconds")
     if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget >= 0:
         _FinalWrites.seconds = float(budget)
+    _FinalWrites.armed = True
 
     # 1. The interpreter must match the client's major.minor before anything is unpickled.
     client_py = str(execution.get("python", ""))
@@ -254,6 +266,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     except RuntimeEnvironmentError as exc:
         return _fail(paths, J.EXIT_ENVIRONMENT, exc)
     except Exception as exc:
+        _raise_if_store_failed(paths, exc)
         return _fail(
             paths,
             J.EXIT_ENVIRONMENT,
@@ -332,9 +345,10 @@ def _run_function(
             paths.bundle("arguments"), key=key, storage_options=paths.store.storage_options or None
         )
         args, kwargs = arguments["args"], arguments["kwargs"]
-    except rc.DeserializationError as exc:
-        return _fail(paths, J.EXIT_INTEGRITY, exc)
     except Exception as exc:
+        _raise_if_store_failed(paths, exc)
+        if isinstance(exc, rc.DeserializationError):
+            return _fail(paths, J.EXIT_INTEGRITY, exc)
         return _fail(
             paths,
             J.EXIT_INTEGRITY,

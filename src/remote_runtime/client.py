@@ -9,6 +9,7 @@ import secrets
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any, TextIO
@@ -244,6 +245,7 @@ class Job:
         self._stopping = False
         self._lock = threading.Lock()
         self._last_liveness = 0.0
+        self._ended_with: int | None = None  # the exit code seen by this client
 
     @property
     def stopping(self) -> bool:
@@ -254,6 +256,7 @@ class Job:
         """Start (or restart) the job; a failed launch marks its folder Failed with the reason."""
         self._launch_time = time.monotonic()
         assert self.key is not None
+        _launched_here[self.name] = self
         try:
             self.launched = get_backend(self.settings).launch(self.paths, self.key, self.settings)
         except BaseException as exc:
@@ -381,6 +384,7 @@ class Job:
 
     def _after_exit(self, code: int) -> bool:
         """The process ended: retry an infrastructure failure, or settle the status."""
+        self._ended_with = code
         status = self.paths.read_status()
         if status.get("state") in J.JobState.TERMINAL or self._stopping:
             self._exit_code = code
@@ -556,6 +560,12 @@ def _gone_reason(paths: J.JobPaths, status: dict[str, Any], settings: Settings) 
     """Why a job that has not ended can no longer end by itself (its Ray job ended, its
     process is gone, its client died before it started), or None when it may still run
     or nothing can tell from here."""
+    launcher = _launched_here.get(paths.name)
+    if launcher is not None and launcher._ended_with is not None:
+        return (
+            f"its process ended ({_describe_exit(launcher._ended_with)}) without recording "
+            "an outcome"
+        )
     backend = status.get("backend") or {}
     if backend.get("name") == "ray" and backend.get("submission_id"):
         from .backends.ray import ray_job_state
@@ -628,6 +638,11 @@ def _job_process_alive(pid: int, name: str, worker: bool) -> bool:
     except OSError:
         return True  # no /proc here: the pid alone decides
     return name in cmdline or (worker and "remote_runtime" in cmdline)
+
+
+# Jobs launched by this process, by name: a re-attached future in the same process learns
+# from them that a job's process ended even when the store could not record it then.
+_launched_here: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
 
 
 class LogStreamer(threading.Thread):

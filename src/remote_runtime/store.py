@@ -31,8 +31,9 @@ S3_DEFAULTS: dict[str, Any] = {
     "read_timeout": 15,
     "retries": {"max_attempts": 3, "mode": "standard"},
 }
-# s3fs retries some failures itself on top of botocore's attempts: at most this many tries.
-S3FS_TRIES = 2
+# s3fs retries some failures itself on top of botocore's attempts (which already retry
+# timeouts and refused connections): one try, so the attempts do not multiply.
+S3FS_TRIES = 1
 DEFAULT_TIMEOUT = 60.0
 
 _SERVICE_MODULES = (
@@ -90,6 +91,17 @@ def is_service_failure(exc: BaseException) -> bool:
 
 
 _is_service_failure = is_service_failure  # the name older callers use
+
+_OPERATIONS = {
+    "pipe_file": "writing",
+    "put_file": "uploading to",
+    "cat_file": "reading",
+    "get_file": "downloading",
+    "info": "looking up",
+    "rm": "removing",
+    "ls": "listing",
+    "find": "listing",
+}
 
 
 def _with_s3_defaults(root: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -156,14 +168,25 @@ class Store:
         return str(endpoint or os.environ.get("AWS_ENDPOINT_URL") or self.uri)
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """``fs.<name>(*args)`` with an overall deadline (async filesystems such as s3fs)."""
-        coroutine = getattr(self.fs, f"_{name}", None)
-        loop = getattr(self.fs, "loop", None) if coroutine is not None else None
-        if loop is None or getattr(self.fs, "asynchronous", False):
-            return getattr(self.fs, name)(*args, **kwargs)
-        from fsspec.asyn import sync
+        """``fs.<name>(*args)`` with an overall deadline (async filesystems such as s3fs);
+        a failure of the store itself becomes a ServiceError naming the store and the job."""
+        path = str(args[0]) if args else self.root
+        with self.guard(_OPERATIONS.get(name, name) + " " + path, job=self._job_of(path)):
+            coroutine = getattr(self.fs, f"_{name}", None)
+            loop = getattr(self.fs, "loop", None) if coroutine is not None else None
+            if loop is None or getattr(self.fs, "asynchronous", False):
+                return getattr(self.fs, name)(*args, **kwargs)
+            from fsspec.asyn import sync
 
-        return sync(loop, coroutine, *args, timeout=self.timeout, **kwargs)
+            return sync(loop, coroutine, *args, timeout=self.timeout, **kwargs)
+
+    def _job_of(self, path: str) -> str | None:
+        """The job whose folder holds ``path`` (its first component under the root)."""
+        root = self.root.rstrip("/") + "/"
+        if not path.startswith(root):
+            return None
+        name = path[len(root) :].split("/", 1)[0]
+        return name or None
 
     def check(self) -> None:
         """Fail now, with a ServiceError that says why, if the root's bucket cannot be
@@ -367,7 +390,9 @@ class Store:
 
         try:
             yield
-        except ServiceError:
+        except ServiceError as exc:
+            if then and then not in str(exc):
+                raise ServiceError(f"{exc} {then}") from exc.__cause__
             raise
         except Exception as exc:
             if self.local or not is_service_failure(exc):
