@@ -39,13 +39,16 @@ def test_unreachable_ray_address_fails_fast_and_marks_the_job_failed(tmp_path, m
     (future,) = list_futures(s3_root_uri=str(tmp_path / "jobs"))
     assert future.status() == "Failed"
     assert "could not be launched" in future.describe()["status"]["error"]["message"]
-    with pytest.raises(ServiceError):
+    with pytest.raises(JobFailedError, match="could not be launched.*could not be reached"):
         future.result(timeout=BOUND)
 
 
-def test_silent_ray_address_is_bounded_and_blocks_no_other_submission(tmp_path, monkeypatch):
+def test_silent_ray_address_is_bounded_and_blocks_no_other_submission(
+    ray_head, tmp_path, monkeypatch
+):
     """An address that accepts connections and never answers: a ServiceError after
-    ray_timeout_in_seconds; meanwhile a submission to another address is not held up."""
+    ray_timeout_in_seconds; meanwhile a submission to another address is not held up.
+    (ray_head: Ray reads its authentication settings once, when first imported.)"""
     monkeypatch.setenv("REMOTE_RUNTIME_S3_ROOT_URI", str(tmp_path / "jobs"))
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

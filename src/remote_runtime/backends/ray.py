@@ -248,7 +248,13 @@ class RayBackend:
         try:
             self.client = _bounded_client(address, timeout)
         except Exception as exc:
-            raise _service_error(address, None, "did not answer", exc) from exc
+            if "Authentication" in type(exc).__name__:
+                doing = "refused the client's authentication (RAY_AUTH_MODE / RAY_AUTH_TOKEN)"
+            elif _unreachable(exc):
+                doing = "did not answer"
+            else:
+                doing = "refused the connection"
+            raise _service_error(address, None, doing, exc) from exc
 
     @classmethod
     def for_address(cls, address: str | None, timeout: float = 30.0) -> RayBackend:
@@ -336,7 +342,8 @@ def ray_job_state(
             _unreachable(cause)
             or "could not be reached" in str(exc)
             or "did not answer" in str(exc)
+            or "authentication" in str(exc).lower()
         ):
-            return None
+            return None  # cannot tell from here
         return "MISSING", f"{type(exc).__name__}: {exc}"
     return str(info.status.value), str(getattr(info, "message", "") or "")
