@@ -391,7 +391,7 @@ class Store:
         try:
             yield
         except ServiceError as exc:
-            if then and then not in str(exc):
+            if then and then not in str(exc) and self.uri in str(exc):  # ours, not Ray's
                 raise ServiceError(f"{exc} {then}") from exc.__cause__
             raise
         except Exception as exc:

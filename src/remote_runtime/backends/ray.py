@@ -138,6 +138,8 @@ class RayJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             info = self._poll()
+            if self._code is not None:  # the cluster is silent but the folder says it ended
+                return self._code
             if info is not None:
                 status = str(info.status.value)
                 if status in ("SUCCEEDED", "FAILED", "STOPPED"):
