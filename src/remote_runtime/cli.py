@@ -24,6 +24,7 @@ from typing import Any
 
 from . import job as J
 from .client import Job, recall_key, store_for
+from .errors import ServiceError
 from .settings import Settings, resolve_settings
 
 __all__ = ["main"]
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, LookupError, OSError) as exc:
+    except (ValueError, LookupError, OSError, ServiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -417,8 +417,8 @@ class Job:
         """Logs written on this machine for a remote root go to the job folder (the job
         uploads them itself when it ends normally; this covers crashes)."""
         log_dir = getattr(self.launched, "log_dir", None)
-        if log_dir is None or self.paths.store.local:
-            return
+        if log_dir is None or self.paths.store.local or self.paths.store.down:
+            return  # (no best-effort uploads to a store known to be down)
         for stream in ("stdout", "stderr"):
             local = os.path.join(log_dir, f"{stream}.log")
             if os.path.exists(local):

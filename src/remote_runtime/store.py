@@ -178,7 +178,9 @@ class Store:
                 return getattr(self.fs, name)(*args, **kwargs)
             from fsspec.asyn import sync
 
-            return sync(loop, coroutine, *args, timeout=self.timeout, **kwargs)
+            result = sync(loop, coroutine, *args, timeout=self.timeout, **kwargs)
+            self.down = False
+            return result
 
     def _job_of(self, path: str) -> str | None:
         """The job whose folder holds ``path`` (its first component under the root)."""
