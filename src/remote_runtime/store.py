@@ -198,11 +198,18 @@ class Store:
         token = f"{self.uri}|{json.dumps(self.storage_options, sort_keys=True, default=str)}"
         if token in Store._checked:
             return
-        with self.guard("checking the job root"):
-            try:
-                self._call("info", self.bucket)
-            except FileNotFoundError as exc:
-                raise _MissingBucket(self.bucket) from exc
+        from .errors import ServiceError
+
+        try:
+            with self.guard("checking the job root"):
+                try:
+                    self._call("info", self.bucket)
+                except FileNotFoundError as exc:
+                    raise _MissingBucket(self.bucket) from exc
+        except ServiceError as exc:
+            if _error_code(exc) == "403":
+                return  # no bucket-level permission (a prefix-scoped policy): objects decide
+            raise
         with Store._checked_lock:
             Store._checked.add(token)
 
