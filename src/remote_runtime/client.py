@@ -257,6 +257,7 @@ class Job:
         self._launch_time = time.monotonic()
         assert self.key is not None
         _launched_here[self.name] = self
+        self._ended_with = None
         try:
             self.launched = get_backend(self.settings).launch(self.paths, self.key, self.settings)
         except BaseException as exc:
@@ -401,8 +402,14 @@ class Job:
                 f"retrying, attempt {attempt + 1} of {self.settings.max_retry_attempts}",
                 file=sys.stderr,
             )
+            backend = status.get("backend")
             self.paths.write_status(
-                J.JobState.PENDING, attempt=attempt + 1, previous_exit_code=code, stage="retrying"
+                J.JobState.PENDING,
+                attempt=attempt + 1,
+                previous_exit_code=code,
+                stage="retrying",
+                pid=None,  # the dead attempt's process and Ray job are no longer the job's
+                backend={**backend, "submission_id": None} if backend else None,
             )
             self.launch()
             return False
