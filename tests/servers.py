@@ -1,5 +1,5 @@
 """Real servers for the tests, on 127.0.0.1, started and stopped by PID: an S3 server
-(rclone serve s3 over a local folder) and a Ray head."""
+(rclone serve s3 over a local folder), a Ray head, and a slow TCP proxy."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -109,6 +110,9 @@ class S3Server:
             "AWS_SECRET_ACCESS_KEY": SECRET,
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_DEFAULT_REGION": "us-east-1",
+            # rclone answers a ranged read with the whole object's checksum: botocore
+            # would reject every part over 50 MiB unless it checks only when required
+            "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
         }
 
 
@@ -181,3 +185,66 @@ class RayHead:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def pause(server: S3Server) -> None:
+    """SIGSTOP the server: it keeps its port and accepts connections, answering nothing."""
+    os.killpg(server.proc.pid, signal.SIGSTOP)
+
+
+def resume(server: S3Server) -> None:
+    os.killpg(server.proc.pid, signal.SIGCONT)
+
+
+class SlowProxy:
+    """A TCP proxy on 127.0.0.1 that accepts every connection and forwards it to
+    ``target`` only after ``delay`` seconds (an endpoint behind a congested link)."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        if self.closed.wait(self.delay):
+            conn.close()
+            return
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        except OSError:
+            conn.close()
+            return
+
+        def pump(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (a, b):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(conn, upstream), daemon=True).start()
+        pump(upstream, conn)
+
+    def close(self) -> None:
+        self.closed.set()
+        self.sock.close()

@@ -6,6 +6,11 @@ logs. Exit codes: 0 success, 1 the function raised, 3 environment failure (inter
 version, dependencies, pre-execution commands), 4 integrity failure (inputs failed
 verification), 124 max runtime exceeded, 70 internal error.
 
+The final writes (the result or exception, status.json, the logs) are retried with
+backoff when the store fails, for up to ``final_write_retry_in_seconds`` in all (from the
+job's recorded settings; 300 s by default), the value staying in memory meanwhile; a job
+that still cannot write exits with code 70 and its client settles it as Failed.
+
 The per-job key arrives in the environment (``REMOTE_RUNTIME_JOB_KEY``), never through
 the store; it is removed from the environment before the user's code runs.
 """
@@ -90,20 +95,69 @@ def _precheck(job_uri: str) -> int | None:
     return EXIT_ENVIRONMENT
 
 
+class _FinalWrites:
+    """The budget for retrying the job's final writes while the store fails."""
+
+    seconds = 300.0
+    armed = False  # retry only once the job knows its budget (its job.json was read)
+    deadline: float | None = None  # set at the first failure
+
+
+def _final(paths: J.JobPaths, what: str, action: Any) -> Any:
+    """Run ``action()`` (a final write), retrying store failures with backoff until the
+    final-write budget is spent; then the last failure is raised."""
+    from .store import is_service_failure
+
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except Exception as exc:
+            if paths.store.local or not _FinalWrites.armed or not is_service_failure(exc):
+                raise
+            now = time.monotonic()
+            if _FinalWrites.deadline is None:
+                _FinalWrites.deadline = now + _FinalWrites.seconds
+            left = _FinalWrites.deadline - now
+            if left <= 0:
+                raise
+            print(
+                f"remote-runtime: job {paths.name}: the store failed while {what} "
+                f"({type(exc).__name__}: {str(exc)[:200]}); retrying for up to {left:.0f} s more",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 15.0)
+
+
+def _raise_if_store_failed(paths: J.JobPaths, exc: Exception) -> None:
+    """A store failure while reading the inputs is no verdict on them: let it end the job
+    as an infrastructure failure (which the client may retry)."""
+    from .store import is_service_failure
+
+    if not paths.store.local and is_service_failure(exc):
+        raise exc
+
+
 def _fail(paths: J.JobPaths, code: int, exc: BaseException, **fields: Any) -> int:
     import traceback
 
     from . import job as J
 
-    paths.write_status(
-        J.JobState.FAILED,
-        exit_code=code,
-        error={
-            "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        },
-        **fields,
+    _final(
+        paths,
+        "writing the status",
+        lambda: paths.write_status(
+            J.JobState.FAILED,
+            exit_code=code,
+            error={
+                "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                "message": str(exc),
+                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            },
+            **fields,
+        ),
     )
     print(
         f"remote-runtime: job {paths.name} failed: {type(exc).__name__}: {exc}",
@@ -119,6 +173,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     from . import job as J
     from .errors import RuntimeEnvironmentError
 
+    _FinalWrites.armed, _FinalWrites.deadline = False, None  # a warm worker runs many jobs
     attempt = paths.read_status().get("attempt", 1)
     where = {
         "pid": os.getpid(),
@@ -134,6 +189,10 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
         execution = spec["execution"]
     except Exception as exc:
         return _fail(paths, J.EXIT_INTERNAL, exc)
+    budget = (spec.get("settings") or {}).get("final_write_retry_in_seconds")
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget >= 0:
+        _FinalWrites.seconds = float(budget)
+    _FinalWrites.armed = True
 
     # 1. The interpreter must match the client's major.minor before anything is unpickled.
     client_py = str(execution.get("python", ""))
@@ -207,6 +266,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     except RuntimeEnvironmentError as exc:
         return _fail(paths, J.EXIT_ENVIRONMENT, exc)
     except Exception as exc:
+        _raise_if_store_failed(paths, exc)
         return _fail(
             paths,
             J.EXIT_ENVIRONMENT,
@@ -296,9 +356,10 @@ def _run_function(
         args, kwargs = arguments["args"], arguments["kwargs"]
         if not callable(function) or type(args) is not list or type(kwargs) is not dict:
             raise rc.DeserializationError("function/ or arguments/ do not hold a call")
-    except rc.DeserializationError as exc:
-        return _fail(paths, J.EXIT_INTEGRITY, exc)
     except Exception as exc:
+        _raise_if_store_failed(paths, exc)
+        if isinstance(exc, rc.DeserializationError):
+            return _fail(paths, J.EXIT_INTEGRITY, exc)
         return _fail(
             paths,
             J.EXIT_INTEGRITY,
@@ -322,17 +383,25 @@ def _run_function(
     if watchdog is not None:
         watchdog.cancel()
     try:
-        rc.save(
-            value,
-            paths.bundle("results"),
-            key=key,
-            purpose=J.purpose(paths.name, "results"),
-            storage_options=paths.store.storage_options or None,
+        _final(
+            paths,
+            "writing the result",
+            lambda: rc.save(
+                value,
+                paths.bundle("results"),
+                key=key,
+                purpose=J.purpose(paths.name, "results"),
+                storage_options=paths.store.storage_options or None,
+            ),
         )
     except rc.SerializationError as exc:
         renamed = type(exc)(_rename_root(str(exc), "return value"))
         return _write_exception(paths, key, renamed)
-    paths.write_status(J.JobState.COMPLETED, stage="done", exit_code=J.EXIT_OK)
+    _final(
+        paths,
+        "writing the status",
+        lambda: paths.write_status(J.JobState.COMPLETED, stage="done", exit_code=J.EXIT_OK),
+    )
     return J.EXIT_OK
 
 
@@ -347,22 +416,30 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
     from .outcome import exception_record
 
     record = exception_record(exc)
-    rc.save(
-        record,
-        paths.bundle("exception"),
-        key=key,
-        purpose=J.purpose(paths.name, "exception"),
-        storage_options=paths.store.storage_options or None,
+    _final(
+        paths,
+        "writing the exception",
+        lambda: rc.save(
+            record,
+            paths.bundle("exception"),
+            key=key,
+            purpose=J.purpose(paths.name, "exception"),
+            storage_options=paths.store.storage_options or None,
+        ),
     )
-    paths.write_status(
-        J.JobState.FAILED,
-        stage="done",
-        exit_code=J.EXIT_USER_ERROR,
-        error={
-            "type": record["type"],
-            "message": record["message"],
-            "traceback": record["traceback"],
-        },
+    _final(
+        paths,
+        "writing the status",
+        lambda: paths.write_status(
+            J.JobState.FAILED,
+            stage="done",
+            exit_code=J.EXIT_USER_ERROR,
+            error={
+                "type": record["type"],
+                "message": record["message"],
+                "traceback": record["traceback"],
+            },
+        ),
     )
     return J.EXIT_USER_ERROR
 
@@ -417,7 +494,11 @@ def _upload_logs_from(paths: J.JobPaths, local: str | None) -> None:
         src = os.path.join(local, name)
         if os.path.exists(src):
             try:
-                paths.store.put_file(src, f"{paths.logs}/{name}")
+                _final(
+                    paths,
+                    "uploading the logs",
+                    lambda src=src, name=name: paths.store.put_file(src, f"{paths.logs}/{name}"),
+                )
             except Exception:
                 pass
 
@@ -441,6 +522,19 @@ def main(argv: list[str] | None = None) -> int:
     paths = J.JobPaths(Store(root, storage_options or None), name)
     try:
         return run_job(paths, key)
+    except Exception as exc:
+        from .store import is_service_failure
+
+        if paths.store.local or not is_service_failure(exc):
+            raise
+        print(
+            f"remote-runtime: job {name}: "
+            f"{paths.store.describe_failure(exc, 'writing the job outcome', name)} "
+            f"Gave up after final_write_retry_in_seconds={_FinalWrites.seconds:g}.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return J.EXIT_INTERNAL
     finally:
         _upload_logs(paths)
 

@@ -5,7 +5,7 @@
     remote-runtime jobs logs NAME [--follow]
     remote-runtime jobs cancel NAME
     remote-runtime jobs result NAME
-    remote-runtime gc --older-than 7d [--dry-run]
+    remote-runtime gc --older-than 7d [--grace 1h] [--dry-run]
     remote-runtime config
 
 ``--root URI`` (before the command) names the job root; by default the settings'
@@ -24,6 +24,7 @@ from typing import Any
 
 from . import job as J
 from .client import Job, recall_key, store_for
+from .errors import ServiceError
 from .settings import Settings, resolve_settings
 
 __all__ = ["main"]
@@ -116,6 +117,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(
         f"  host/pid   {status.get('host', '-')}/{status.get('pid', '-')}   python {spec.get('python')}"
     )
+    backend = status.get("backend") or {}
+    if backend.get("submission_ids"):
+        print(
+            f"  attempts   {len(backend['submission_ids'])} on {backend.get('name')} "
+            f"{backend.get('address', '')}: " + ", ".join(map(str, backend["submission_ids"]))
+        )
     if status.get("error"):
         print(f"  error      {status['error'].get('type')}: {status['error'].get('message')}")
     settings = {k: v for k, v in spec.get("settings", {}).items() if v not in (None, False, [], {})}
@@ -194,29 +201,63 @@ def parse_duration(text: str) -> float:
 def cmd_gc(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = store_for(settings)
-    cutoff = time.time() - args.older_than
-    removed = kept = 0
+    now = time.time()
+    cutoff = now - args.older_than
+    leftover_cutoff = now - args.grace
+    removed = kept = leftovers = 0
+    verb = "would remove" if args.dry_run else "removing"
     for name in store.list_names():
         if not J.NAME_RE.match(name):
             continue
         paths = J.JobPaths(store, name)
         if not store.exists(paths.spec):
+            # a folder whose upload was cut before job.json: parts without a manifest
+            newest = store.newest_modified(paths.folder)
+            if newest is not None and newest < leftover_cutoff:
+                print(f"{verb} {name} (an unfinished job folder, last written {_when(newest)})")
+                if not args.dry_run:
+                    store.remove(paths.folder)
+                leftovers += 1
             continue
         status = paths.read_status()
         state = status.get("state")
         when = status.get("ended") or status.get("updated") or paths.read_spec().get("created") or 0
         if state not in J.JobState.TERMINAL or when > cutoff:
             kept += 1
+            if state in J.JobState.TERMINAL:
+                leftovers += _gc_cut_bundles(store, paths, leftover_cutoff, args.dry_run)
             continue
-        print(
-            f"{'would remove' if args.dry_run else 'removing'} {name} ({state}, ended {_when(when)})"
-        )
+        print(f"{verb} {name} ({state}, ended {_when(when)})")
         if not args.dry_run:
             store.remove(paths.folder)
         removed += 1
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {removed} job(s); kept {kept} (running, or ended more recently)")
+    print(
+        f"{verb} {removed} job(s) and {leftovers} cut upload(s); "
+        f"kept {kept} (running, or ended more recently)"
+    )
     return 0
+
+
+def _gc_cut_bundles(store: Any, paths: J.JobPaths, cutoff: float, dry_run: bool) -> int:
+    """Remove the bundle folders of an ended job that hold parts but no manifest (an
+    upload cut short) and were last written before ``cutoff``."""
+    count = 0
+    for which in ("function", "arguments", "results", "exception"):
+        folder = store.path(paths.name, which)
+        if paths.has_bundle(which):
+            continue
+        newest = store.newest_modified(folder)
+        if newest is None or newest >= cutoff:
+            continue
+        print(
+            f"{'would remove' if dry_run else 'removing'} {paths.name}/{which}/ "
+            f"(parts without a manifest, last written {_when(newest)})"
+        )
+        if not dry_run:
+            store.remove(folder)
+        count += 1
+    return count
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -259,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         "gc", help="remove ended jobs older than a duration (the root is not long-term storage)"
     )
     p.add_argument("--older-than", type=parse_duration, required=True, help="e.g. 7d, 12h, 30m")
+    p.add_argument(
+        "--grace",
+        type=parse_duration,
+        default=parse_duration("1h"),
+        help="also remove parts left without a manifest by cut uploads once they are this "
+        "old (default 1h)",
+    )
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.set_defaults(func=cmd_gc)
     p = sub.add_parser("config", help="the effective settings and where each came from")
@@ -286,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except (ValueError, LookupError, OSError) as exc:
+    except (ValueError, LookupError, OSError, ServiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -9,6 +9,7 @@ import secrets
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import Any, TextIO
@@ -31,6 +32,8 @@ from .store import Store
 __all__ = ["Job", "submit_job"]
 
 _KILL_GRACE = 10.0  # seconds past max_runtime before the client kills a job itself
+_LIVENESS_EVERY = 2.0  # seconds between checks that a job another client launched still runs
+_PENDING_GRACE = 60.0  # seconds a job may stay Pending, without a process, after its client died
 
 
 def store_for(settings: Settings) -> Store:
@@ -40,7 +43,9 @@ def store_for(settings: Settings) -> Store:
         extra = dict(options.get("s3_additional_kwargs") or {})
         extra.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=settings.s3_kms_key)
         options["s3_additional_kwargs"] = extra
-    return Store(root_uri(settings), options or None)
+    store = Store(root_uri(settings), options or None, timeout=settings.store_timeout_in_seconds)
+    store.check()
+    return store
 
 
 # -- keys: kept by the client, never written to the store ------------------------------------
@@ -160,8 +165,9 @@ def _prepare_job(
     paths = J.JobPaths(store, name)
     key = job_key(name)
     so = store.storage_options or None
+    then = "Nothing half-written is visible: submit the call again once the store answers."
     try:
-        with store.guard("writing the job's folder"):
+        with store.guard("writing the job's folder", job=name, then=then):
             try:
                 rc.save(
                     {"args": list(args), "kwargs": kwargs},
@@ -223,10 +229,11 @@ def _prepare_job(
             store.write_json(paths.spec, spec)
             paths.write_status(J.JobState.PENDING, attempt=1)
     except BaseException:
-        try:
-            store.remove(paths.folder)  # best effort: the store may be what failed
-        except Exception:
-            pass
+        if not store.down:  # no best-effort cleanup once the store is known to be down
+            try:
+                store.remove(paths.folder)
+            except Exception:
+                pass
         raise
     return paths, key
 
@@ -269,6 +276,8 @@ class Job:
         self._launch_time: float | None = None
         self._stopping = False
         self._lock = threading.Lock()
+        self._last_liveness = 0.0
+        self._ended_with: int | None = None  # the exit code seen by this client
 
     @property
     def stopping(self) -> bool:
@@ -276,14 +285,69 @@ class Job:
         return self._stopping
 
     def launch(self) -> None:
+        """Start (or restart) the job; a failed launch marks its folder Failed with the reason."""
         self._launch_time = time.monotonic()
         assert self.key is not None
-        self.launched = get_backend(self.settings).launch(self.paths, self.key, self.settings)
+        _launched_here[self.name] = self
+        self._ended_with = None
+        try:
+            self.launched = get_backend(self.settings).launch(self.paths, self.key, self.settings)
+        except BaseException as exc:
+            self.launched = None
+            self._settle_failed_launch(exc)
+            raise
+
+    def _settle_failed_launch(self, exc: BaseException) -> None:
+        if self.paths.store.down:
+            return  # the store is what failed: nothing can be recorded there now
+        try:
+            with self.paths.store.guard("recording the failed launch", job=self.name):
+                self.paths.write_status(
+                    J.JobState.FAILED,
+                    stage="launch",
+                    launch_failed=True,
+                    error={
+                        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                        "message": f"the job could not be launched: {exc}",
+                        "traceback": "",
+                    },
+                )
+        except Exception as record_failure:
+            print(
+                f"[{self.name}] could not record the failed launch: {record_failure}",
+                file=sys.stderr,
+            )
 
     # -- state ----------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        return self.paths.read_status()
+        """status.json; a job launched elsewhere whose process or Ray job is gone is
+        settled as Failed here (checked at most every few seconds)."""
+        status = self.paths.read_status()
+        if self.launched is None and status.get("state") not in J.JobState.TERMINAL:
+            now = time.monotonic()
+            if now - self._last_liveness >= _LIVENESS_EVERY:
+                self._last_liveness = now
+                status = self._settle_if_gone(status)
+        return status
+
+    def _settle_if_gone(self, status: dict[str, Any]) -> dict[str, Any]:
+        reason = _gone_reason(self.paths, status, self.settings)
+        if reason is None:
+            return status
+        fresh = self.paths.read_status()  # it may have ended in the meantime
+        if fresh.get("state") in J.JobState.TERMINAL:
+            return fresh
+        return self.paths.write_status(
+            J.JobState.FAILED,
+            died=True,
+            stage=fresh.get("stage"),
+            error={
+                "type": "remote_runtime.errors.JobFailedError",
+                "message": reason,
+                "traceback": "",
+            },
+        )
 
     def logs(self) -> str:
         parts = []
@@ -312,8 +376,12 @@ class Job:
         streamer = LogStreamer(self) if stream_logs else None
         if streamer is not None:
             streamer.start()
+        then = (
+            "The job itself is not stopped: re-attach with "
+            f"remote_runtime.get_future({self.name!r}) once the store answers."
+        )
         try:
-            with self.paths.store.guard("waiting for the job"):
+            with self.paths.store.guard("waiting for the job", job=self.name, then=then):
                 return self._wait(timeout)
         finally:
             if streamer is not None:
@@ -323,7 +391,7 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.launched is None:
-                if self.paths.read_status().get("state") in J.JobState.TERMINAL:
+                if self.status().get("state") in J.JobState.TERMINAL:
                     return True
                 step = 0.2
             else:
@@ -349,6 +417,7 @@ class Job:
 
     def _after_exit(self, code: int) -> bool:
         """The process ended: retry an infrastructure failure, or settle the status."""
+        self._ended_with = code
         status = self.paths.read_status()
         if status.get("state") in J.JobState.TERMINAL or self._stopping:
             self._exit_code = code
@@ -365,8 +434,14 @@ class Job:
                 f"retrying, attempt {attempt + 1} of {self.settings.max_retry_attempts}",
                 file=sys.stderr,
             )
+            backend = status.get("backend")
             self.paths.write_status(
-                J.JobState.PENDING, attempt=attempt + 1, previous_exit_code=code, stage="retrying"
+                J.JobState.PENDING,
+                attempt=attempt + 1,
+                previous_exit_code=code,
+                stage="retrying",
+                pid=None,  # the dead attempt's process and Ray job are no longer the job's
+                backend={**backend, "submission_id": None} if backend else None,
             )
             self.launch()
             return False
@@ -381,8 +456,8 @@ class Job:
         """Logs written on this machine for a remote root go to the job folder (the job
         uploads them itself when it ends normally; this covers crashes)."""
         log_dir = getattr(self.launched, "log_dir", None)
-        if log_dir is None or self.paths.store.local:
-            return
+        if log_dir is None or self.paths.store.local or self.paths.store.down:
+            return  # (no best-effort uploads to a store known to be down)
         for stream in ("stdout", "stderr"):
             local = os.path.join(log_dir, f"{stream}.log")
             if os.path.exists(local):
@@ -423,7 +498,12 @@ class Job:
 
     def outcome(self) -> Any:
         """The return value of an ended job; raises its exception or the reason it failed."""
-        with self.paths.store.guard("reading the job's outcome"):
+        then = (
+            "The job's outcome stays in its folder: read it with "
+            f"remote_runtime.get_future({self.name!r}).result() once the store answers "
+            "(there is no need to run the job again)."
+        )
+        with self.paths.store.guard("reading the job's outcome", job=self.name, then=then):
             return self._outcome()
 
     def _load(self, role: str) -> Any:
@@ -566,6 +646,95 @@ def _stop_by_pid(paths: J.JobPaths) -> None:
             os.killpg(int(pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _gone_reason(paths: J.JobPaths, status: dict[str, Any], settings: Settings) -> str | None:
+    """Why a job that has not ended can no longer end by itself (its Ray job ended, its
+    process is gone, its client died before it started), or None when it may still run
+    or nothing can tell from here."""
+    launcher = _launched_here.get(paths.name)
+    if launcher is not None and launcher._ended_with is not None:
+        return (
+            f"its process ended ({_describe_exit(launcher._ended_with)}) without recording "
+            "an outcome"
+        )
+    backend = status.get("backend") or {}
+    if backend.get("name") == "ray" and backend.get("submission_id"):
+        from .backends.ray import ray_job_state
+
+        answer = ray_job_state(
+            str(backend.get("address")),
+            str(backend["submission_id"]),
+            settings.ray_timeout_in_seconds,
+        )
+        if answer is None or answer[0] in ("PENDING", "RUNNING"):
+            return None
+        ray_status, message = answer
+        return (
+            f"its Ray job {backend['submission_id']} at {backend.get('address')} is "
+            f"{ray_status} but the job did not record an outcome"
+            + (f" ({message})" if message else "")
+        )
+    pid, host = status.get("pid"), status.get("host")
+    if pid and host == J.hostname():
+        if _job_process_alive(int(pid), paths.name, bool(status.get("worker"))):
+            return None
+        return f"its process {pid} on {host} is gone without recording an outcome"
+    if not pid and not backend:
+        try:
+            spec = paths.read_spec()
+        except Exception:
+            return None
+        client_pid, updated = spec.get("client_pid"), status.get("updated") or spec.get("created")
+        if (
+            spec.get("client_host") == J.hostname()
+            and client_pid
+            and not _pid_alive(int(client_pid))
+            and isinstance(updated, (int, float))
+            and time.time() - updated > _PENDING_GRACE
+        ):
+            return (
+                f"the client that submitted it (pid {client_pid} on {spec.get('client_host')}) "
+                "exited and the job never started"
+            )
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _job_process_alive(pid: int, name: str, worker: bool) -> bool:
+    """Whether ``pid`` is still this job's process (its command line names the job, or,
+    for a warm worker, remote_runtime's worker), so a reused pid is not taken for it."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc here: the pid alone decides
+    return name in cmdline or (worker and "remote_runtime" in cmdline)
+
+
+# Jobs launched by this process, by name: a re-attached future in the same process learns
+# from them that a job's process ended even when the store could not record it then.
+_launched_here: weakref.WeakValueDictionary[str, Job] = weakref.WeakValueDictionary()
 
 
 class LogStreamer(threading.Thread):

@@ -71,6 +71,10 @@ class Settings:
     stream_logs: bool = True
     storage_options: dict[str, Any] | None = None
     s3_kms_key: str | None = None
+    # -- bounds on waiting for services (see the README's "Faults and time limits")
+    store_timeout_in_seconds: int = 60
+    final_write_retry_in_seconds: int = 300
+    ray_timeout_in_seconds: int = 30
     # -- SageMaker's settings with no local meaning: accepted and recorded in job.json
     role: str | None = None
     image_uri: str | None = None
@@ -426,6 +430,11 @@ def _validate(s: Settings) -> None:
 
     positive("max_runtime_in_seconds", s.max_runtime_in_seconds)
     positive("max_retry_attempts", s.max_retry_attempts, allow_none=False)
+    positive("store_timeout_in_seconds", s.store_timeout_in_seconds, allow_none=False)
+    positive(
+        "final_write_retry_in_seconds", s.final_write_retry_in_seconds, allow_none=False, minimum=0
+    )
+    positive("ray_timeout_in_seconds", s.ray_timeout_in_seconds, allow_none=False)
     positive(
         "keep_alive_period_in_seconds", s.keep_alive_period_in_seconds, allow_none=False, minimum=0
     )

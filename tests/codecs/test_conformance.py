@@ -39,11 +39,13 @@ def _samples():
         ),
         "numpy.ma.MaskedArray/npy": (
             [np.ma.masked_array([1.0, 2.0], mask=[0, 1], fill_value=-1.0)],
-            lambda a, b: type(a) is type(b)
-            and a.dtype == b.dtype
-            and np.array_equal(a.data, b.data)
-            and np.array_equal(a.mask, b.mask)
-            and a.fill_value == b.fill_value,
+            lambda a, b: (
+                type(a) is type(b)
+                and a.dtype == b.dtype
+                and np.array_equal(a.data, b.data)
+                and np.array_equal(a.mask, b.mask)
+                and a.fill_value == b.fill_value
+            ),
             "numpy",
         ),
     }

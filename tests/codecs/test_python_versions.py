@@ -37,7 +37,7 @@ class Local:  # defined in a test module: pickled by reference, not by value
 @pytest.mark.parametrize(
     "value",
     [
-        pytest.param(lambda: (lambda x: x + 1), id="lambda"),
+        pytest.param(lambda: lambda x: x + 1, id="lambda"),
         pytest.param(_lambda_holder, id="closure-in-dict"),
         pytest.param(lambda: type("Dyn", (), {"m": lambda self: 1}), id="class-by-value"),
     ],

@@ -22,5 +22,5 @@ def get_backend(settings: Settings) -> Backend:
     if settings.backend == "ray":
         from .ray import RayBackend
 
-        return RayBackend.for_address(settings.ray_address)
+        return RayBackend.for_address(settings.ray_address, settings.ray_timeout_in_seconds)
     raise ValueError(f"unknown backend {settings.backend!r}: use 'local' or 'ray'")
