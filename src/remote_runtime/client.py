@@ -471,7 +471,7 @@ def _stop_by_pid(paths: J.JobPaths) -> str | None:
     process group of the pid in its status, once that pid is proven to be the job's
     process (processes.job_process). None when stopped (or its process is gone), else
     why nothing was signalled."""
-    from .processes import NotJobProcess, job_process, signal_group
+    from .processes import NotJobProcess, job_process, kill_tree
     from .records import read_local_record
 
     status = paths.read_status()
@@ -493,7 +493,7 @@ def _stop_by_pid(paths: J.JobPaths) -> str | None:
         pid = job_process(status, paths.name, J.hostname(), claim)
     except NotJobProcess as exc:
         return None if exc.gone else f"nothing was signalled: {exc}"
-    signal_group(pid, status["pid_start"])  # (False: it ended a moment ago)
+    kill_tree(pid, status["pid_start"])  # (False: it ended a moment ago)
     return None
 
 

@@ -35,7 +35,7 @@ __all__ = [
     "identity",
     "job_process",
     "kill_descendants",
-    "signal_group",
+    "kill_tree",
 ]
 
 _LINUX = sys.platform.startswith("linux")
@@ -183,15 +183,32 @@ def job_process(
     )
 
 
-def signal_group(pid: int, start: int | None = None, sig: int = signal.SIGKILL) -> bool:
-    """Signal the process group that ``pid`` leads; with ``start``, only while ``pid`` is
-    still the process that started then. True if a signal was sent."""
-    if start is not None:
+def kill_tree(pid: int, start: int | None = None, patience: float = 5.0) -> bool:
+    """SIGKILL the job process ``pid`` (with ``start``: only while it is still the process
+    that started then), every descendant of it (those that started a session of their own
+    too: the job process is their subreaper) and its process group. True if ``pid`` was
+    signalled. Callers prove ``pid`` first (an unreaped child of theirs, or job_process)."""
+    if _LINUX:
         info = proc_info(pid)
-        if info is None or info.start != start or info.pgrp != pid:
+        if info is None or (start is not None and info.start != start):
             return False
+        # stopped, the job process can neither start more processes nor reap any
+        _signal(pid, info.start, signal.SIGSTOP)
+        deadline = time.monotonic() + patience
+        while True:
+            table = _table()
+            alive = [p for p in descendants(pid, table) if table[p].state not in ("Z", "X")]
+            for child in alive:
+                _signal(child, table[child].start, signal.SIGKILL)
+            if not alive or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
     try:
-        os.killpg(pid, sig)
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(pid, signal.SIGKILL)
         return True
     except (ProcessLookupError, PermissionError):
         return False
@@ -270,15 +287,15 @@ def kill_descendants(keep: set[tuple[int, int]] | None = None, patience: float =
                     _reap(pid)
                 continue
             alive += 1
-            if _kill(pid, info.start):
+            if _signal(pid, info.start, signal.SIGKILL):
                 killed.add((pid, info.start))
         if not alive or time.monotonic() > deadline:
             return len(killed)
         time.sleep(0.005)
 
 
-def _kill(pid: int, start: int) -> bool:
-    """SIGKILL ``pid`` if it is still the process that started at ``start``."""
+def _signal(pid: int, start: int, sig: int) -> bool:
+    """Send ``sig`` to ``pid`` if it is still the process that started at ``start``."""
     fd = None
     if hasattr(os, "pidfd_open"):
         try:
@@ -290,9 +307,9 @@ def _kill(pid: int, start: int) -> bool:
         if info is None or info.start != start:
             return False
         if fd is not None and hasattr(signal, "pidfd_send_signal"):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            signal.pidfd_send_signal(fd, sig)
         else:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
         return True
     except (ProcessLookupError, PermissionError):
         return False

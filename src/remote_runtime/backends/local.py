@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
 from ..job import EXIT_INTEGRITY, JobPaths, JobRecordError, JobState, cache_dir, open_log, read_log
+from ..processes import kill_tree
 from ..settings import Settings
 
 __all__ = ["LocalBackend", "LocalProcess"]
@@ -96,6 +97,13 @@ def _kill_group(popen: subprocess.Popen[bytes]) -> None:
             pass
 
 
+def _kill_tree(popen: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the job process ``popen``, all its descendants and its process group, while
+    ``popen`` is not reaped (processes.kill_tree)."""
+    if popen.returncode is None:
+        kill_tree(popen.pid)
+
+
 class LocalProcess:
     """A job running in its own process."""
 
@@ -128,7 +136,7 @@ class LocalProcess:
 
     def stop(self) -> None:
         with self._reaping:
-            _kill_group(self.popen)
+            _kill_tree(self.popen)
         self.wait(10)
 
     def log_chunk(self, stream: str, offset: int) -> bytes:
@@ -299,7 +307,7 @@ class Worker:
             pass
 
     def kill(self) -> None:
-        _kill_group(self.popen)
+        _kill_tree(self.popen)
 
 
 class WorkerJob:
