@@ -68,7 +68,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for future in list_futures(args.prefix, _settings(args).s3_root_uri, status=args.status):
         status = future.job.status()
-        spec = future.job.paths.read_spec()
+        try:
+            spec = future.job.paths.read_spec()
+        except J.JobRecordError as exc:
+            spec = {"function": f"? ({exc})"}
         rows.append(
             (
                 future.job_name,

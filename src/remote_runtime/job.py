@@ -264,8 +264,9 @@ def open_log(log_dir: str, stream: str) -> int:
     import errno
     import stat
 
-    os.makedirs(log_dir, exist_ok=True)
-    check_real_folder(log_dir, "logs/ folder")
+    if not check_real_folder(log_dir, "logs/ folder"):
+        os.makedirs(log_dir, exist_ok=True)
+        check_real_folder(log_dir, "logs/ folder")
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     path = os.path.join(log_dir, f"{stream}.log")
     folder = os.open(log_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)

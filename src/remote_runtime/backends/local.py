@@ -164,15 +164,18 @@ def _open_logs(paths: JobPaths, log_dir: str) -> list[IO[bytes]]:
         from remote_codecs import IntegrityError
 
         error = IntegrityError(f"job {paths.name} refused its logs: {exc}")
-        paths.write_status(
-            JobState.FAILED,
-            exit_code=EXIT_INTEGRITY,
-            error={
-                "type": "remote_codecs.errors.IntegrityError",
-                "message": str(error),
-                "traceback": "",
-            },
-        )
+        try:
+            paths.write_status(
+                JobState.FAILED,
+                exit_code=EXIT_INTEGRITY,
+                error={
+                    "type": "remote_codecs.errors.IntegrityError",
+                    "message": str(error),
+                    "traceback": "",
+                },
+            )
+        except JobRecordError:
+            pass  # the folder itself is a link: nothing is written through it
         raise error from None
     return files
 
