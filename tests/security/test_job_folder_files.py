@@ -85,11 +85,11 @@ def snapshot(folder):
 
 @pytest.fixture
 def outside(tmp_path):
-    """A folder outside the job root holding files a planted link would destroy: part
-    file names start with a digit."""
+    """A folder outside the job root holding files a planted link would destroy (part
+    file names start with a digit; a folder of only such files is taken for an old bundle)."""
     folder = tmp_path / "outside"
     folder.mkdir()
-    for name in ("0.npy", "1", "12-notes.txt", "keep.txt"):
+    for name in ("0.npy", "1", "12-notes.txt"):
         (folder / name).write_bytes(f"precious {name}".encode())
     return folder
 
@@ -133,7 +133,7 @@ def test_an_exception_link_is_not_written_through(job_root, tmp_path, outside, k
 @pytest.mark.parametrize("keep_alive", [0, 30], ids=["fresh-process", "warm-worker"])
 @pytest.mark.parametrize("what", ["stdout.log", "stderr.log", "logs"])
 def test_a_log_link_is_not_written_through(job_root, tmp_path, outside, keep_alive, what):
-    target = outside / "keep.txt"
+    target = outside / "12-notes.txt"
     before = snapshot(outside)
 
     def plant(folder):
