@@ -51,14 +51,16 @@ EXIT_ENVIRONMENT = 3  # (also in job.py, which this module cannot import before 
 def _precheck(job_uri: str) -> int | None:
     """With the standard library only: refuse an interpreter whose major.minor differs
     from the client's, before anything is imported or unpickled."""
+    from .records import JobRecordError, check_real_folder, read_local_record
+
     root, name = split_job_uri(job_uri)
     if "://" in root and not root.startswith("file://"):
         return None  # checked again by run_job, once fsspec can be imported
     folder = os.path.join(root[len("file://") :] if root.startswith("file://") else root, name)
     try:
-        with open(os.path.join(folder, "job.json")) as f:
-            client_py = str(json.load(f)["execution"]["python"])
-    except (OSError, ValueError, KeyError):
+        check_real_folder(folder)  # run_job refuses it; write nothing through a link here
+        client_py = str(read_local_record(os.path.join(folder, "job.json"))["execution"]["python"])
+    except (OSError, ValueError, KeyError, TypeError):  # JobRecordError is a ValueError
         return None
     want = ".".join(client_py.split(".")[:2])
     if want == f"{sys.version_info[0]}.{sys.version_info[1]}":
@@ -70,9 +72,8 @@ def _precheck(job_uri: str) -> int | None:
     )
     status_path = os.path.join(folder, "status.json")
     try:
-        with open(status_path) as f:
-            status = json.load(f)
-    except (OSError, ValueError):
+        status = read_local_record(status_path)
+    except (OSError, JobRecordError):
         status = {}
     status.update(
         state="Failed",
@@ -172,11 +173,26 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     process entry point and by warm workers alike."""
     from . import job as J
     from .errors import RuntimeEnvironmentError
+    from .processes import identity
+
+    # 0. The folder and its subfolders must be real directories inside the root: a link
+    # planted there would make the job write (and remove part files) somewhere else.
+    try:
+        paths.check_folder()
+    except J.JobRecordError as exc:  # not even status.json can be written safely
+        print(f"remote-runtime: job {paths.name} refused its folder: {exc}", file=sys.stderr)
+        return J.EXIT_INTEGRITY
+    try:
+        paths.check_folder(*_FOLDERS)
+    except J.JobRecordError as exc:
+        from remote_codecs import IntegrityError
+
+        return _fail(paths, J.EXIT_INTEGRITY, IntegrityError(str(exc)))
 
     _FinalWrites.armed, _FinalWrites.deadline = False, None  # a warm worker runs many jobs
     attempt = paths.read_status().get("attempt", 1)
     where = {
-        "pid": os.getpid(),
+        **identity(),  # pid, its start time and the boot id: what cancel checks
         "host": os.uname().nodename,
         "python": platform.python_version(),
         "attempt": attempt,
@@ -187,6 +203,10 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     try:
         spec = paths.read_spec()
         execution = spec["execution"]
+    except J.JobRecordError as exc:
+        from remote_codecs import IntegrityError
+
+        return _fail(paths, J.EXIT_INTEGRITY, IntegrityError(str(exc)))
     except Exception as exc:
         return _fail(paths, J.EXIT_INTERNAL, exc)
     budget = (spec.get("settings") or {}).get("final_write_retry_in_seconds")
@@ -278,6 +298,22 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     finally:
         if workdir is not None:
             _cleanup_workdir(workdir)
+
+
+_FOLDERS = ("function", "arguments", "results", "exception", "logs", "workdir")
+
+
+def _refused_folder(paths: J.JobPaths, which: str) -> int | None:
+    """Check ``which`` (results/ or exception/) again right before writing it."""
+    from . import job as J
+
+    try:
+        paths.check_folder(which)
+    except J.JobRecordError as exc:
+        from remote_codecs import IntegrityError
+
+        return _fail(paths, J.EXIT_INTEGRITY, IntegrityError(str(exc)))
+    return None
 
 
 def _verified_text(paths: J.JobPaths, path: str, expected: str) -> str:
@@ -382,6 +418,8 @@ def _run_function(
         return _write_exception(paths, key, exc)
     if watchdog is not None:
         watchdog.cancel()
+    if (refused := _refused_folder(paths, "results")) is not None:
+        return refused
     try:
         _final(
             paths,
@@ -416,6 +454,8 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
     from .outcome import exception_record
 
     record = exception_record(exc)
+    if (refused := _refused_folder(paths, "exception")) is not None:
+        return refused
     _final(
         paths,
         "writing the exception",
@@ -470,6 +510,9 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
         )
         _upload_logs(paths)
         try:
+            from .processes import kill_descendants
+
+            kill_descendants(patience=1.0)  # also those that left the process group
             os.killpg(os.getpgrp(), signal.SIGKILL)
         finally:
             os._exit(J.EXIT_TIMEOUT)
@@ -512,8 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     if code is not None:
         return code
     from . import job as J
+    from .processes import become_subreaper, kill_descendants
     from .store import Store
 
+    become_subreaper()  # what the function starts stays ours, to be stopped when it ends
     key_hex = os.environ.pop(KEY_ENV, None)
     key = bytes.fromhex(key_hex) if key_hex else None
     root, name = split_job_uri(argv[0])
@@ -536,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return J.EXIT_INTERNAL
     finally:
+        kill_descendants()  # no process of the job outlives it
         _upload_logs(paths)
 
 

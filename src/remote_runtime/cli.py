@@ -25,6 +25,7 @@ from typing import Any
 from . import job as J
 from .client import Job, recall_key, store_for
 from .errors import ServiceError
+from .records import printable as _p
 from .settings import Settings, resolve_settings
 
 __all__ = ["main"]
@@ -42,10 +43,13 @@ def _job(args: argparse.Namespace, name: str) -> Job:
     return Job(paths, recall_key(name, paths.read_spec()), settings)
 
 
-def _when(stamp: float | None) -> str:
-    if not stamp:
+def _when(stamp: Any) -> str:
+    if not stamp or not isinstance(stamp, (int, float)):
         return "-"
-    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return _p(stamp)
 
 
 def _duration(status: dict[str, Any]) -> str:
@@ -53,7 +57,7 @@ def _duration(status: dict[str, Any]) -> str:
         status.get("started"),
         status.get("ended") or (time.time() if status.get("started") else None),
     )
-    if not start or not end:
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
         return "-"
     seconds = end - start
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
@@ -72,7 +76,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         newest_first=True,
     ):
         status = future.job.status()
-        spec = future.job.paths.read_spec()
+        try:
+            spec = future.job.paths.read_spec()
+        except J.JobRecordError as exc:
+            spec = {"function": f"? ({exc})"}
         error = status.get("error") or {}
         text = ""
         if error:
@@ -84,10 +91,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append(
             (
                 future.job_name,
-                status.get("state", "?"),
+                _p(status.get("state", "?")),
                 _when(spec.get("created")),
                 _duration(status),
-                spec.get("function", "?"),
+                _p(spec.get("function", "?"), limit=200),
                 text,
             )
         )
@@ -103,30 +110,42 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import remote_codecs as rc
 
+    # Every string below comes from the job folder, which others may write: each goes
+    # through _p (records.printable), so no escape sequence reaches the terminal.
     job = _job(args, args.name)
     spec = job.paths.read_spec()
     status = job.status()
-    print(f"job {job.name}  ({job.paths.store.uri_of(job.name)})")
-    print(f"  function   {spec.get('function')}")
-    print(
-        f"  state      {status.get('state')}  (exit code {status.get('exit_code', '-')}, attempt {status.get('attempt', 1)})"
-    )
+    print(f"job {job.name}  ({_p(job.paths.store.uri_of(job.name))})")
+    print(f"  function   {_p(spec.get('function'))}")
+    if status.get("state") == J.JobState.UNKNOWN:
+        print(f"  state      Unknown: {_p(status.get('unreadable'))}")
+    else:
+        print(
+            f"  state      {_p(status.get('state'))}  (exit code {_p(status.get('exit_code', '-'))}, attempt {_p(status.get('attempt', 1))})"
+        )
     print(
         f"  created    {_when(spec.get('created'))}  started {_when(status.get('started'))}  ended {_when(status.get('ended'))}"
     )
     print(
-        f"  host/pid   {status.get('host', '-')}/{status.get('pid', '-')}   python {spec.get('python')}"
+        f"  host/pid   {_p(status.get('host', '-'))}/{_p(status.get('pid', '-'))}   python {_p(spec.get('python'))}"
     )
     backend = status.get("backend") or {}
-    if backend.get("submission_ids"):
+    if isinstance(backend, dict) and backend.get("submission_ids"):
         print(
-            f"  attempts   {len(backend['submission_ids'])} on {backend.get('name')} "
-            f"{backend.get('address', '')}: " + ", ".join(map(str, backend["submission_ids"]))
+            f"  attempts   {len(backend['submission_ids'])} on {_p(backend.get('name'))} "
+            f"{_p(backend.get('address', ''))}: "
+            + ", ".join(_p(s) for s in backend["submission_ids"])
         )
-    if status.get("error"):
-        print(f"  error      {status['error'].get('type')}: {status['error'].get('message')}")
-    settings = {k: v for k, v in spec.get("settings", {}).items() if v not in (None, False, [], {})}
-    print("  settings   " + json.dumps(settings, sort_keys=True))
+    error = status.get("error")
+    if isinstance(error, dict) and error:
+        print(f"  error      {_p(error.get('type'))}: {_p(error.get('message'))}")
+    settings = spec.get("settings")
+    settings = (
+        {k: v for k, v in settings.items() if v not in (None, False, [], {})}
+        if isinstance(settings, dict)
+        else settings
+    )
+    print("  settings   " + _p(json.dumps(settings, sort_keys=True, default=repr)))
     for which in ("function", "arguments", "results", "exception"):
         if job.paths.has_bundle(which):
             text = str(
@@ -134,7 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                     job.paths.bundle(which), storage_options=job.paths.store.storage_options or None
                 )
             )
-            print(f"\n{which}/\n" + "\n".join("  " + line for line in text.splitlines()))
+            print(f"\n{which}/\n" + "\n".join("  " + _p(line) for line in text.splitlines()))
     return 0
 
 
@@ -166,8 +185,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if state in J.JobState.TERMINAL:
         print(f"job {job.name} has already ended ({state})")
         return 0
-    job.stop()
-    print(f"job {job.name}: {job.status().get('state')}")
+    refused = job.stop()
+    if refused is not None:
+        print(f"error: job {job.name} was not stopped: {_p(refused)}", file=sys.stderr)
+        return 1
+    print(f"job {job.name}: {_p(job.status().get('state'))}")
     return 0
 
 

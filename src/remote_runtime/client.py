@@ -482,17 +482,20 @@ class Job:
                 },
             )
 
-    def stop(self) -> None:
-        """Stop the job: its processes are killed and its status becomes Stopped."""
+    def stop(self) -> str | None:
+        """Stop the job: its processes are killed and its status becomes Stopped. Returns
+        None, or, for a job launched elsewhere whose process cannot be proven to be the
+        job's, why nothing was signalled (its status is then left as it is)."""
         if self.paths.read_status().get("state") in J.JobState.TERMINAL:
-            return
+            return None
         self._stopping = True
         if self.launched is not None:
             self.launched.stop()
-        else:
-            _stop_by_pid(self.paths)
+        elif (refused := _stop_by_pid(self.paths)) is not None:
+            return refused
         if self.paths.read_status().get("state") not in (J.JobState.COMPLETED, J.JobState.FAILED):
             self.paths.write_status(J.JobState.STOPPED, stage="stopped")
+        return None
 
     # -- outcome --------------------------------------------------------------------------------
 
@@ -628,24 +631,35 @@ def _describe_exit(code: int | None) -> str:
     return f"it exited with code {code}"
 
 
-def _stop_by_pid(paths: J.JobPaths) -> None:
-    """Stop a job started by another client: through its backend's record (Ray), or from
-    the pid in its status when it runs on this host."""
-    import signal
+def _stop_by_pid(paths: J.JobPaths) -> str | None:
+    """Stop a job started by another client: through its backend's record (Ray), or the
+    process group of the pid in its status, once that pid is proven to be the job's
+    process (processes.job_process). None when stopped (or its process is gone), else
+    why nothing was signalled."""
+    from .processes import NotJobProcess, job_process, kill_tree
+    from .records import read_local_record
 
     status = paths.read_status()
+    if status.get("state") == J.JobState.UNKNOWN:
+        return f"{status.get('unreadable')}: which process is the job's cannot be told"
     backend = status.get("backend") or {}
     if backend.get("name") == "ray":
         from .backends.ray import stop_detached
 
         stop_detached(backend["address"], backend["submission_id"])
-        return
-    pid = status.get("pid")
-    if pid and status.get("host") == J.hostname():
-        try:
-            os.killpg(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        return None
+    if status.get("pid") is None:
+        return None  # never started: Stopped keeps it from counting as pending
+    try:
+        claim: dict[str, Any] | None = read_local_record(J.claim_path(paths.name))
+    except (OSError, ValueError):
+        claim = None
+    try:
+        pid = job_process(status, paths.name, J.hostname(), claim)
+    except NotJobProcess as exc:
+        return None if exc.gone else f"nothing was signalled: {exc}"
+    kill_tree(pid, status["pid_start"])  # (False: it ended a moment ago)
+    return None
 
 
 def _gone_reason(paths: J.JobPaths, status: dict[str, Any], settings: Settings) -> str | None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from remote_codecs.errors import DeserializationError, IntegrityError, SerializationError
 
+from .records import JobRecordError
+
 __all__ = [
     "DeserializationError",
     "IntegrityError",
     "JobFailedError",
+    "JobRecordError",
     "JobTimeoutError",
     "RemoteFunctionError",
     "RemoteRuntimeError",

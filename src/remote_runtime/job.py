@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .records import MAX_RECORD, JobRecordError, check_real_folder, parse_record, read_local_record
 from .store import Store
 
-__all__ = ["JobPaths", "JobState", "make_job_name"]
+__all__ = ["JobPaths", "JobRecordError", "JobState", "make_job_name"]
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-?[a-zA-Z0-9])*$")
 MAX_NAME = 63
@@ -28,6 +29,7 @@ class JobState:
     COMPLETED = "Completed"
     FAILED = "Failed"
     STOPPED = "Stopped"
+    UNKNOWN = "Unknown"  # status.json is unreadable (see its "unreadable" field)
     TERMINAL = frozenset({COMPLETED, FAILED, STOPPED})
 
 
@@ -131,6 +133,23 @@ class JobPaths:
     def stderr(self) -> str:
         return self._p("logs", "stderr.log")
 
+    # -- the folder itself: real directories inside the root, never links ---------------
+
+    def check_folder(self, *subfolders: str) -> None:
+        """Refuse (JobRecordError) a job folder, or one of its ``subfolders`` (bundle
+        folders, ``logs``, ``workdir``), that is a symbolic link or not a directory, or a
+        job folder that resolves outside the root: nothing is written through them.
+        Missing folders are fine. Object stores have no links: nothing to check."""
+        if not self.store.local or not check_real_folder(self.folder, "folder"):
+            return
+        inside = os.path.join(os.path.realpath(self.store.root), self.name)
+        if os.path.realpath(self.folder) != inside:
+            raise JobRecordError(
+                f"{self.folder} resolves to {os.path.realpath(self.folder)}, outside the job root"
+            )
+        for sub in subfolders:
+            check_real_folder(self._p(sub), f"{sub}/ folder")
+
     def bundle(self, which: str) -> str:
         """The URI of a bundle folder: function, arguments, results or exception."""
         assert which in ("function", "arguments", "results", "exception")
@@ -141,25 +160,70 @@ class JobPaths:
 
     # -- records --------------------------------------------------------------------
 
+    def _read_record(self, path: str) -> dict[str, Any]:
+        """A record of the folder, read without trusting it (records.py): JobRecordError
+        naming the file when it is not a small regular file holding a JSON object."""
+        if self.store.local:
+            return read_local_record(path)
+        size = self.store.size(path)
+        if size > MAX_RECORD:
+            raise JobRecordError(
+                f"{path}: {size} bytes, more than a record may hold ({MAX_RECORD})"
+            )
+        return parse_record(path, self.store.read_bytes(path))
+
     def read_spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.store.read_json(self.spec)
+        """job.json (JobRecordError naming the file if it is not a readable record)."""
+        spec = self._read_record(self.spec)
+        if not isinstance(spec.get("execution", {}), dict):
+            raise JobRecordError(f"{self.spec}: 'execution' is not an object")
         return spec
 
     def read_status(self) -> dict[str, Any]:
+        """status.json; Pending while there is none. A record that cannot be read or whose
+        fields have the wrong types is state Unknown, with the reason in ``unreadable``."""
         try:
-            status: dict[str, Any] = self.store.read_json(self.status)
-            return status
+            return self._read_status_strict()
         except FileNotFoundError:
             return {"state": JobState.PENDING}
-        except ValueError:  # being replaced right now on a store without atomic rename
-            time.sleep(0.05)
-            status = self.store.read_json(self.status)
-            return status
+        except JobRecordError as exc:
+            if self.store.local:
+                return {"state": JobState.UNKNOWN, "unreadable": str(exc)}
+        # an object store without atomic replace may show a record being rewritten
+        time.sleep(0.05)
+        try:
+            return self._read_status_strict()
+        except FileNotFoundError:
+            return {"state": JobState.PENDING}
+        except JobRecordError as exc:
+            return {"state": JobState.UNKNOWN, "unreadable": str(exc)}
+
+    def _read_status_strict(self) -> dict[str, Any]:
+        status = self._read_record(self.status)
+        for field, types in _STATUS_FIELDS.items():
+            value = status.get(field)
+            if value is not None and (
+                not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+            ):
+                raise JobRecordError(
+                    f"{self.status}: field {field!r} is a {type(value).__name__}, not "
+                    + " or ".join(t.__name__ for t in types)
+                )
+        if status.get("state") not in _STATES:
+            raise JobRecordError(f"{self.status}: unknown state {status.get('state')!r}")
+        return status
 
     def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into status.json and set ``state`` (with a timestamp)."""
-        current = self.read_status() if self.store.exists(self.status) else {}
+        """Merge ``fields`` into status.json and set ``state`` (with a timestamp). A
+        record that cannot be read is replaced; a folder that is a link is refused."""
+        self.check_folder()
+        try:
+            current = self._read_status_strict()
+        except (FileNotFoundError, JobRecordError):
+            current = {}
         now = time.time()
+        if isinstance(fields.get("error"), dict):
+            fields["error"] = {k: _clip(v) for k, v in fields["error"].items()}
         current.update(fields)
         current["state"] = state
         current["updated"] = now
@@ -171,14 +235,114 @@ class JobPaths:
         return current
 
 
+_STATES = frozenset(
+    {JobState.PENDING, JobState.IN_PROGRESS, JobState.COMPLETED, JobState.FAILED, JobState.STOPPED}
+)
+# The types status.json's fields must have (anything else: the record is Unknown).
+_STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "state": (str,),
+    "stage": (str,),
+    "attempt": (int,),
+    "exit_code": (int,),
+    "previous_exit_code": (int,),
+    "pid": (int,),
+    "pid_start": (int,),
+    "boot_id": (str,),
+    "host": (str,),
+    "python": (str,),
+    "started": (int, float),
+    "ended": (int, float),
+    "updated": (int, float),
+    "function_started": (int, float),
+    "error": (dict,),
+    "backend": (dict,),
+    "worker": (bool,),
+    "died": (bool,),
+    "timed_out": (bool,),
+}
+_MAX_TEXT = 64 * 1024  # characters of an error message or traceback kept in status.json
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        half = _MAX_TEXT // 2
+        return f"{value[:half]}\n... ({len(value) - _MAX_TEXT} characters left out) ...\n{value[-half:]}"
+    return value
+
+
+def open_log(log_dir: str, stream: str) -> int:
+    """A descriptor appending to ``<log_dir>/<stream>.log``. ``log_dir`` must be a real
+    directory (made if missing) and the file a regular file: never a link (it would make
+    the job append to a file outside its folder) nor a FIFO (it would block). JobRecordError
+    otherwise."""
+    import errno
+    import stat
+
+    if not check_real_folder(log_dir, "logs/ folder"):
+        os.makedirs(log_dir, exist_ok=True)
+        check_real_folder(log_dir, "logs/ folder")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    path = os.path.join(log_dir, f"{stream}.log")
+    folder = os.open(log_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
+    try:
+        fd = os.open(
+            f"{stream}.log",
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | nofollow | os.O_NONBLOCK | os.O_CLOEXEC,
+            0o644,
+            dir_fd=folder,
+        )
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JobRecordError(
+                f"{path} is a symbolic link: the job's logs are never written through a link"
+            ) from None
+        if exc.errno == errno.ENXIO:
+            raise JobRecordError(f"{path} is a FIFO, not a regular file") from None
+        raise
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise JobRecordError(f"{path} is not a regular file: the job's logs go only to one")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_log(log_dir: str, stream: str, offset: int) -> bytes:
+    """Bytes of ``<log_dir>/<stream>.log`` from ``offset`` (b"" when it is absent or is
+    not a regular file: a log is never read through a link or from a FIFO)."""
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(os.path.join(log_dir, f"{stream}.log"), flags)
+    except OSError:
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        f.seek(offset)
+        return f.read()
+
+
+def claim_path(name: str) -> str:
+    """Where a warm worker claims job ``name`` while it runs it: this user's cache (mode
+    0700), never the job root. What proves a worker is that job's process."""
+    return os.path.join(cache_dir(), "running", f"{check_job_name(name)}.json")
+
+
 def job_spec(
     name: str, function_qualname: str, settings: Mapping[str, Any], **extra: Any
 ) -> dict[str, Any]:
-    """The contents of job.json: never a secret."""
+    """The contents of job.json: never a secret. Environment variables are recorded by
+    name only: their values reach the job through the launch channel."""
+    settings = dict(settings)
+    if isinstance(settings.get("environment_variables"), Mapping):
+        settings["environment_variables"] = sorted(settings["environment_variables"])
     return {
         "name": name,
         "function": function_qualname,
-        "settings": dict(settings),
+        "settings": settings,
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "platform": f"{sys.platform}-{platform.machine()}",

@@ -7,6 +7,16 @@ function's imports are paid again. Every job still goes through its folder
 ``{"job": name, "started": true}`` when a job is taken, ``{"job": name, "exit": code}``
 when it ends. The worker exits when no job arrives within the keep-alive period, or at
 once when stdin closes (the client is gone: a worker never outlives its client).
+
+Each job's environment variables are those the worker was started with (the pool keys
+workers by them), so they reach the job through the process environment, never the
+store. While it runs a job, the worker claims it in this user's cache
+(``job.claim_path``): what lets ``jobs cancel`` tell this worker from any other.
+
+No leftovers: the worker is a child subreaper, and when a job ends every process that
+appeared under the worker during the job (children, grandchildren, those that started a
+session of their own or whose parent exited) is killed before the job's end is reported.
+Threads the function started cannot be stopped: they keep running in the worker.
 """
 
 from __future__ import annotations
@@ -15,16 +25,27 @@ import json
 import os
 import select
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .job import JobPaths
 
 
 def _redirect(log_dir: str) -> tuple[int, int]:
-    """Point fds 1 and 2 at the job's log files; return the saved originals."""
+    """Point fds 1 and 2 at the job's log files (opened safely: never through a link, never
+    a FIFO; JobRecordError otherwise, with nothing redirected); return the saved originals."""
+    from .job import open_log
+
+    out = open_log(log_dir, "stdout")
+    try:
+        err = open_log(log_dir, "stderr")
+    except BaseException:
+        os.close(out)
+        raise
     sys.stdout.flush()
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))
-    os.makedirs(log_dir, exist_ok=True)
-    for fd, name in ((1, "stdout.log"), (2, "stderr.log")):
-        target = os.open(os.path.join(log_dir, name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for fd, target in ((1, out), (2, err)):
         os.dup2(target, fd)
         os.close(target)
     return saved
@@ -38,11 +59,58 @@ def _restore(saved: tuple[int, int]) -> None:
         os.close(orig)
 
 
+def _claim(name: str) -> str:
+    """Record in this user's cache that this worker runs job ``name`` (see job.claim_path)."""
+    from .job import claim_path
+    from .processes import identity
+
+    path = claim_path(name)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"job": name, **identity()}, f)
+    os.replace(tmp, path)
+    return path
+
+
+def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> int:
+    """Run one job with its logs redirected (a log file that cannot be trusted fails it),
+    then kill every process that appeared under the worker since ``before``."""
+    from remote_codecs import IntegrityError
+
+    from . import bootstrap
+    from . import job as J
+    from .processes import kill_descendants
+
+    log_dir = str(msg["log_dir"])
+    try:
+        if paths.store.local:
+            paths.check_folder("logs")
+        saved = _redirect(log_dir)
+    except J.JobRecordError as exc:
+        try:
+            paths.check_folder()
+        except J.JobRecordError:
+            return J.EXIT_INTEGRITY  # not even status.json can be written safely
+        return bootstrap._fail(
+            paths, J.EXIT_INTEGRITY, IntegrityError(f"job {paths.name} refused its logs: {exc}")
+        )
+    try:
+        return bootstrap.run_job(paths, bytes.fromhex(str(msg["key"])), worker=True)
+    finally:
+        kill_descendants(keep=before)  # no process of the job outlives it
+        bootstrap._upload_logs_from(paths, log_dir)
+        _restore(saved)
+
+
 def serve(keep_alive: float, reply_fd: int) -> int:
     from . import bootstrap
     from . import job as J
+    from .processes import become_subreaper, snapshot
     from .store import Store
 
+    become_subreaper()  # what a job starts stays under the worker, to be stopped when it ends
     reply = os.fdopen(reply_fd, "w", buffering=1)
     stdin = sys.stdin.buffer
     home = os.getcwd()
@@ -60,15 +128,20 @@ def serve(keep_alive: float, reply_fd: int) -> int:
         options = msg.get("storage_options") or None
         store = stores.get(root) or stores.setdefault(root, Store(root, options))
         paths = J.JobPaths(store, J.check_job_name(name))
-        saved = _redirect(msg["log_dir"])
+        before = snapshot()
+        claim = None
         try:
-            code = bootstrap.run_job(paths, bytes.fromhex(msg["key"]), worker=True)
+            claim = _claim(name)
+            code = _run(paths, msg, before)
         except BaseException as exc:  # a bug of ours: report it as an internal failure
             print(f"remote-runtime worker: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = J.EXIT_INTERNAL
         finally:
-            bootstrap._upload_logs_from(paths, msg["log_dir"])
-            _restore(saved)
+            if claim is not None:
+                try:
+                    os.remove(claim)
+                except OSError:
+                    pass
             os.chdir(home)
         reply.write(json.dumps({"job": name, "exit": code}) + "\n")
 

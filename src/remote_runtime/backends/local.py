@@ -4,6 +4,12 @@ The process runs ``python -m remote_runtime.bootstrap <job_uri>`` in a new sessi
 interrupting the caller does not interrupt the job; stopping it kills its whole process
 group), with the per-job key in its environment and its stdout/stderr in the job's
 ``logs/`` (written locally first, then uploaded, when the root is not a local folder).
+
+No leftovers: the job process kills every descendant when the function ends (it is a
+child subreaper, so even those that started a session of their own or whose parent
+exited); when the job process itself ends, however it ends, this client kills what is
+left of its process group before reaping it. The log files are opened here, never
+through a link and never a FIFO.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
-from ..job import JobPaths, cache_dir
+from ..job import EXIT_INTEGRITY, JobPaths, JobRecordError, JobState, cache_dir, open_log, read_log
+from ..processes import kill_tree
 from ..settings import Settings
 
 __all__ = ["LocalBackend", "LocalProcess"]
@@ -75,9 +82,10 @@ def _start_dir() -> str:
     return folder
 
 
-def _exited(pid: int, timeout: float) -> bool:
-    """Block until process ``pid`` exits or ``timeout`` passes, waking at once on exit
-    (a pidfd on Linux; elsewhere Popen's own polling is used). True if it exited."""
+def _exited(pid: int, timeout: float | None) -> bool:
+    """Block until child ``pid`` exits or ``timeout`` passes, waking at once on exit,
+    without reaping it (a pidfd on Linux; elsewhere Popen's own polling is used). True if
+    it exited."""
     if not hasattr(os, "pidfd_open"):
         return True  # let Popen.wait(timeout) do it
     import select
@@ -87,9 +95,26 @@ def _exited(pid: int, timeout: float) -> bool:
     except OSError:
         return True
     try:
-        return bool(select.select([fd], [], [], max(0.0, timeout))[0])
+        return bool(select.select([fd], [], [], None if timeout is None else max(0.0, timeout))[0])
     finally:
         os.close(fd)
+
+
+def _kill_group(popen: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group that ``popen`` leads, only while ``popen`` is not reaped
+    (until then its pid, and so its group id, cannot belong to anyone else)."""
+    if popen.returncode is None:
+        try:
+            os.killpg(popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _kill_tree(popen: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the job process ``popen``, all its descendants and its process group, while
+    ``popen`` is not reaped (processes.kill_tree)."""
+    if popen.returncode is None:
+        kill_tree(popen.pid)
 
 
 class LocalProcess:
@@ -101,31 +126,30 @@ class LocalProcess:
         self.popen = popen
         self.log_dir = log_dir
         self._files = files
+        self._reaping = threading.Lock()
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def wait(self, timeout: float | None = None) -> int | None:
-        if (
-            timeout is not None
-            and self.popen.returncode is None
-            and not _exited(self.popen.pid, timeout)
-        ):
+        if self.popen.returncode is None and not _exited(self.popen.pid, timeout):
             return None
-        try:
-            code = self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        with self._reaping:
+            if self.popen.returncode is None and hasattr(os, "pidfd_open"):
+                # it has exited, unreaped: stop what is left of its process group first
+                _kill_group(self.popen)
+            try:
+                code = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
         for f in self._files:
             f.close()
         return code
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        with self._reaping:
+            _kill_tree(self.popen)
         self.wait(10)
 
     def log_chunk(self, stream: str, offset: int) -> bytes:
@@ -136,12 +160,37 @@ class LocalProcess:
 
 
 def _read_log(log_dir: str, stream: str, offset: int) -> bytes:
+    return read_log(log_dir, stream, offset)
+
+
+def _open_logs(paths: JobPaths, log_dir: str) -> list[IO[bytes]]:
+    """The job's stdout and stderr log files, opened safely (job.open_log); a planted link
+    or FIFO fails the job with IntegrityError before it starts."""
+    files: list[IO[bytes]] = []
     try:
-        with open(os.path.join(log_dir, f"{stream}.log"), "rb") as f:
-            f.seek(offset)
-            return f.read()
-    except FileNotFoundError:
-        return b""
+        paths.check_folder("logs")
+        for stream in ("stdout", "stderr"):
+            files.append(os.fdopen(open_log(log_dir, stream), "ab"))
+    except JobRecordError as exc:
+        for f in files:
+            f.close()
+        from remote_codecs import IntegrityError
+
+        error = IntegrityError(f"job {paths.name} refused its logs: {exc}")
+        try:
+            paths.write_status(
+                JobState.FAILED,
+                exit_code=EXIT_INTEGRITY,
+                error={
+                    "type": "remote_codecs.errors.IntegrityError",
+                    "message": str(error),
+                    "traceback": "",
+                },
+            )
+        except JobRecordError:
+            pass  # the folder itself is a link: nothing is written through it
+        raise error from None
+    return files
 
 
 def _log_dirs(paths: JobPaths) -> tuple[str, str | None]:
@@ -177,10 +226,8 @@ class LocalBackend:
 
     def launch_process(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess:
         log_dir, upload_dir = _log_dirs(paths)
-        os.makedirs(log_dir, exist_ok=True)
         python = settings.python or sys.executable
-        out = open(os.path.join(log_dir, "stdout.log"), "ab")  # noqa: SIM115 - closed by wait()
-        err = open(os.path.join(log_dir, "stderr.log"), "ab")  # noqa: SIM115
+        out, err = _open_logs(paths, log_dir)  # closed by wait()
         kwargs: dict[str, Any] = {"cwd": _start_dir()}
         popen = subprocess.Popen(
             [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
@@ -277,10 +324,7 @@ class Worker:
             pass
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_tree(self.popen)
 
 
 class WorkerJob:

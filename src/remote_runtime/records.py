@@ -1,0 +1,135 @@
+"""Reading the job folder's own records (job.json, status.json) without trusting them.
+
+Whoever can write the job root can replace a record with anything: not JSON, a list, a
+FIFO (an ``open()`` that never returns), a symbolic link, a file of many gigabytes, a
+document nested a million levels deep. Every record is read here: a regular file only
+(``O_NOFOLLOW | O_NONBLOCK`` locally), at most ``MAX_RECORD`` bytes, a JSON object, and
+every failure is a :class:`JobRecordError` that names the file and says why.
+
+Only the standard library: the job's interpreter precheck reads job.json through this
+module before anything else of the project can be imported.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from typing import Any
+
+__all__ = [
+    "MAX_RECORD",
+    "JobRecordError",
+    "check_real_folder",
+    "parse_record",
+    "printable",
+    "read_local_record",
+]
+
+MAX_RECORD = 8 * 1024 * 1024  # bytes; job.json and status.json are a few KB
+
+
+class JobRecordError(ValueError):
+    """A record of the job folder (job.json, status.json) or the folder itself cannot be
+    trusted: unreadable, not a regular file, too large, not a JSON object, a symbolic link.
+    The message names the file and the reason."""
+
+
+def parse_record(path: str, data: bytes, limit: int = MAX_RECORD) -> dict[str, Any]:
+    """The JSON object in ``data`` (the bytes of ``path``), or JobRecordError."""
+    if len(data) > limit:
+        raise JobRecordError(f"{path}: {len(data)} bytes, more than a record may hold ({limit})")
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JobRecordError(f"{path}: JSON nested too deeply to be a job record") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise JobRecordError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise JobRecordError(f"{path}: a JSON {type(value).__name__}, not an object")
+    return value
+
+
+def read_local_record(path: str, limit: int = MAX_RECORD) -> dict[str, Any]:
+    """Read the record at local ``path``: a regular file (never followed through a link,
+    never a FIFO or device), at most ``limit`` bytes. FileNotFoundError when absent."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JobRecordError(f"{path} is a symbolic link: records are never followed") from None
+        raise JobRecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JobRecordError(f"{path} is {_kind(info.st_mode)}, not a regular file")
+        if info.st_size > limit:
+            raise JobRecordError(
+                f"{path}: {info.st_size} bytes, more than a record may hold ({limit})"
+            )
+        chunks = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    return parse_record(path, b"".join(chunks), limit)
+
+
+def check_real_folder(path: str, what: str = "folder") -> bool:
+    """True if ``path`` is a real directory, False if it does not exist; JobRecordError if
+    it is a symbolic link or anything else."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        raise JobRecordError(
+            f"{path} is a symbolic link: the job {what} must be a real directory inside the "
+            "job root (something planted it; the job writes nothing through it)"
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise JobRecordError(f"{path} is {_kind(info.st_mode)}, not a directory")
+    return True
+
+
+def printable(value: Any, limit: int = 4096) -> str:
+    """``value`` as text that is safe to print to a terminal: control and format
+    characters (escape sequences, carriage returns, bidirectional overrides) are shown as
+    escapes, and at most ``limit`` characters are kept. For any string from the folder."""
+    import unicodedata
+
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more characters)"
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch)[0] in "CZ" and ch != " "
+        else ch
+        for ch in text
+    )
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
