@@ -264,7 +264,7 @@ class Job:
     def _log_bytes(self, stream: str, offset: int) -> bytes:
         if self.launched is not None:
             return self.launched.log_chunk(stream, offset)
-        return self.paths.store.read_range(f"{self.paths.logs}/{stream}.log", offset)
+        return J.read_job_log(self.paths, stream, offset)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self._log_bytes("stderr", 0).decode(errors="replace").rstrip()

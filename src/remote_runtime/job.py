@@ -319,6 +319,14 @@ def read_log(log_dir: str, stream: str, offset: int) -> bytes:
         return f.read()
 
 
+def read_job_log(paths: JobPaths, stream: str, offset: int) -> bytes:
+    """Bytes of a job's ``stdout`` or ``stderr`` log from ``offset`` in its folder (b""
+    while there is none; locally never through a link nor from a FIFO: read_log)."""
+    if paths.store.local:
+        return read_log(paths.logs, stream, offset)
+    return paths.store.read_range(f"{paths.logs}/{stream}.log", offset)
+
+
 def claim_path(name: str) -> str:
     """Where a warm worker claims job ``name`` while it runs it: this user's cache (mode
     0700), never the job root. What proves a worker is that job's process."""

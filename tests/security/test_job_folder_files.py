@@ -345,3 +345,19 @@ def test_a_huge_error_message_is_clipped_in_the_status(job_root):
     status = json.loads((job_root / f.job_name / "status.json").read_text())
     assert len(status["error"]["message"]) < 100_000 and f.status() == "Failed"
     assert cli("jobs", "show", f.job_name).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["a fifo", "a link"])
+def test_logs_are_never_read_through_a_link_or_from_a_fifo(job_root, ended_job, kind):
+    log = job_root / ended_job / "logs" / "stdout.log"
+    log.unlink()
+    secret = job_root.parent / "private.txt"
+    secret.write_text("private text of the user")
+    if kind == "a fifo":
+        os.mkfifo(log)
+    else:
+        os.symlink(secret, log)
+    out = cli("jobs", "logs", ended_job)  # returns (no hang), shows nothing from outside
+    assert out.returncode == 0, out.stderr
+    assert "private text" not in out.stdout
+    assert "private text" not in get_future(ended_job).logs()
