@@ -88,8 +88,9 @@ def _precheck(job_uri: str) -> int | None:
             "traceback": "",
         },
     )
-    tmp = f"{status_path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    tmp = f"{status_path}.tmp-{os.urandom(8).hex()}"  # a new file, never through a link
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(tmp, flags, 0o644), "w") as f:
         json.dump(status, f)
     os.replace(tmp, status_path)
     print(f"remote-runtime: job {name} failed: RuntimeEnvironmentError: {message}", file=sys.stderr)

@@ -162,7 +162,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     offsets = {"stdout": 0, "stderr": 0}
     while True:
         for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            data = job.paths.store.read_range(f"{job.paths.logs}/{stream}.log", offsets[stream])
+            data = J.read_job_log(job.paths, stream, offsets[stream])
             offsets[stream] += len(data)
             if data:
                 out.write(data.decode(errors="replace"))
@@ -171,9 +171,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if args.follow:  # one last read after the end
                 for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
                     out.write(
-                        job.paths.store.read_range(
-                            f"{job.paths.logs}/{stream}.log", offsets[stream]
-                        ).decode(errors="replace")
+                        J.read_job_log(job.paths, stream, offsets[stream]).decode(errors="replace")
                     )
             return 0
         time.sleep(0.5)

@@ -360,7 +360,7 @@ class Job:
     def _log_bytes(self, stream: str, offset: int) -> bytes:
         if self.launched is not None:
             return self.launched.log_chunk(stream, offset)
-        return self.paths.store.read_range(f"{self.paths.logs}/{stream}.log", offset)
+        return J.read_job_log(self.paths, stream, offset)
 
     def log_tail(self, lines: int = 20) -> str:
         text = self._log_bytes("stderr", 0).decode(errors="replace").rstrip()
@@ -491,7 +491,7 @@ class Job:
         self._stopping = True
         if self.launched is not None:
             self.launched.stop()
-        elif (refused := _stop_by_pid(self.paths)) is not None:
+        elif (refused := _stop_by_pid(self.paths, self.settings)) is not None:
             return refused
         if self.paths.read_status().get("state") not in (J.JobState.COMPLETED, J.JobState.FAILED):
             self.paths.write_status(J.JobState.STOPPED, stage="stopped")
@@ -631,11 +631,12 @@ def _describe_exit(code: int | None) -> str:
     return f"it exited with code {code}"
 
 
-def _stop_by_pid(paths: J.JobPaths) -> str | None:
-    """Stop a job started by another client: through its backend's record (Ray), or the
-    process group of the pid in its status, once that pid is proven to be the job's
-    process (processes.job_process). None when stopped (or its process is gone), else
-    why nothing was signalled."""
+def _stop_by_pid(paths: J.JobPaths, settings: Settings) -> str | None:
+    """Stop a job started by another client: through its backend's record (Ray: only
+    the job's own submission on this client's Ray address), or the process tree of the
+    pid in its status, once that pid is proven to be the job's process
+    (processes.job_process). None when stopped (or its process is gone), else why
+    nothing was signalled."""
     from .processes import NotJobProcess, job_process, kill_tree
     from .records import read_local_record
 
@@ -644,9 +645,19 @@ def _stop_by_pid(paths: J.JobPaths) -> str | None:
         return f"{status.get('unreadable')}: which process is the job's cannot be told"
     backend = status.get("backend") or {}
     if backend.get("name") == "ray":
-        from .backends.ray import stop_detached
+        from .backends.ray import _address, stop_detached
+        from .records import printable
 
-        stop_detached(backend["address"], backend["submission_id"])
+        # a planted address would receive this client's Ray credentials; a planted
+        # submission id would stop another job
+        mine = _address(settings.ray_address)
+        if backend.get("address") != mine or backend.get("submission_id") != paths.name:
+            return (
+                f"status.json names Ray job {printable(backend.get('submission_id'))} at "
+                f"{printable(backend.get('address'))}; this client stops only its own job "
+                f"({paths.name}) at its ray_address ({mine})"
+            )
+        stop_detached(mine, paths.name)
         return None
     if status.get("pid") is None:
         return None  # never started: Stopped keeps it from counting as pending

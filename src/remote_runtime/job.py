@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .records import MAX_RECORD, JobRecordError, check_real_folder, parse_record, read_local_record
+from .records import (
+    MAX_RECORD,
+    JobRecordError,
+    check_real_folder,
+    kind_of,
+    parse_record,
+    read_local_record,
+)
 from .store import Store
 
 __all__ = ["JobPaths", "JobRecordError", "JobState", "make_job_name"]
@@ -301,9 +308,10 @@ def open_log(log_dir: str, stream: str) -> int:
         raise
     finally:
         os.close(folder)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise JobRecordError(f"{path} is not a regular file: the job's logs go only to one")
+        raise JobRecordError(f"{path} is {kind_of(mode)}, not a regular file")
     os.set_blocking(fd, True)
     return fd
 
@@ -323,6 +331,14 @@ def read_log(log_dir: str, stream: str, offset: int) -> bytes:
             return b""
         f.seek(offset)
         return f.read()
+
+
+def read_job_log(paths: JobPaths, stream: str, offset: int) -> bytes:
+    """Bytes of a job's ``stdout`` or ``stderr`` log from ``offset`` in its folder (b""
+    while there is none; locally never through a link nor from a FIFO: read_log)."""
+    if paths.store.local:
+        return read_log(paths.logs, stream, offset)
+    return paths.store.read_range(f"{paths.logs}/{stream}.log", offset)
 
 
 def claim_path(name: str) -> str:

@@ -196,10 +196,10 @@ def kill_tree(pid: int, start: int | None = None, patience: float = 5.0) -> bool
         _signal(pid, info.start, signal.SIGSTOP)
         deadline = time.monotonic() + patience
         while True:
-            table = _table()
-            alive = [p for p in descendants(pid, table) if table[p].state not in ("Z", "X")]
+            found = tree(pid)
+            alive = [p for p, i in found.items() if i.state not in ("Z", "X")]
             for child in alive:
-                _signal(child, table[child].start, signal.SIGKILL)
+                _signal(child, found[child].start, signal.SIGKILL)
             if not alive or time.monotonic() > deadline:
                 break
             time.sleep(0.005)
@@ -257,12 +257,53 @@ def descendants(root: int, table: Mapping[int, ProcInfo]) -> list[int]:
     return out
 
 
+def _children(pid: int) -> list[int] | None:
+    """Children of ``pid`` from ``/proc/<pid>/task/*/children`` (None where the kernel
+    does not offer those files)."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out.extend(int(x) for x in f.read().split())
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread has just ended
+            return None
+        except OSError:
+            continue
+    return out
+
+
+def tree(root: int) -> dict[int, ProcInfo]:
+    """Every descendant of ``root`` with its state, parent, group and start time. Walks
+    the children files (cost grows with the descendants, not with the machine's process
+    count), or the whole process table where they are missing."""
+    out: dict[int, ProcInfo] = {}
+    todo = _children(root)
+    if todo is None:
+        table = _table()
+        return {pid: table[pid] for pid in descendants(root, table)}
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        info = proc_info(pid)
+        if info is None:
+            continue
+        out[pid] = info
+        todo.extend(_children(pid) or [])
+    return out
+
+
 def snapshot() -> set[tuple[int, int]]:
     """(pid, start) of every descendant of this process now."""
     if not _LINUX:
         return set()
-    table = _table()
-    return {(pid, table[pid].start) for pid in descendants(os.getpid(), table)}
+    return {(pid, info.start) for pid, info in tree(os.getpid()).items()}
 
 
 def kill_descendants(keep: set[tuple[int, int]] | None = None, patience: float = 5.0) -> int:
@@ -276,10 +317,8 @@ def kill_descendants(keep: set[tuple[int, int]] | None = None, patience: float =
     killed: set[tuple[int, int]] = set()
     deadline = time.monotonic() + patience
     while True:
-        table = _table()
         alive = 0
-        for pid in descendants(me, table):
-            info = table[pid]
+        for pid, info in tree(me).items():
             if (pid, info.start) in keep:
                 continue
             if info.state in ("Z", "X"):

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_RECORD",
     "JobRecordError",
     "check_real_folder",
+    "kind_of",
     "parse_record",
     "printable",
     "read_local_record",
@@ -67,7 +68,7 @@ def read_local_record(path: str, limit: int = MAX_RECORD) -> dict[str, Any]:
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise JobRecordError(f"{path} is {_kind(info.st_mode)}, not a regular file")
+            raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
         if info.st_size > limit:
             raise JobRecordError(
                 f"{path}: {info.st_size} bytes, more than a record may hold ({limit})"
@@ -98,7 +99,7 @@ def check_real_folder(path: str, what: str = "folder") -> bool:
             "job root (something planted it; the job writes nothing through it)"
         )
     if not stat.S_ISDIR(info.st_mode):
-        raise JobRecordError(f"{path} is {_kind(info.st_mode)}, not a directory")
+        raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a directory")
     return True
 
 
@@ -121,7 +122,8 @@ def printable(value: Any, limit: int = 4096) -> str:
     )
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file of ``mode`` is, in words ("a FIFO", "a symbolic link" ...)."""
     for test, name in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),

@@ -3,7 +3,7 @@
 Runs job after job in one interpreter, so neither the interpreter start nor the
 function's imports are paid again. Every job still goes through its folder
 (``bootstrap.run_job``). Commands arrive one JSON line at a time on stdin:
-``{"job_uri": ..., "key": <hex>, "log_dir": ...}``; replies go to ``reply_fd``:
+``{"job_uri": ..., "key": <hex>, "log_dir": ..., "claim": ...}``; replies go to ``reply_fd``:
 ``{"job": name, "started": true}`` when a job is taken, ``{"job": name, "exit": code}``
 when it ends. The worker exits when no job arrives within the keep-alive period, or at
 once when stdin closes (the client is gone: a worker never outlives its client).
@@ -59,12 +59,13 @@ def _restore(saved: tuple[int, int]) -> None:
         os.close(orig)
 
 
-def _claim(name: str) -> str:
-    """Record in this user's cache that this worker runs job ``name`` (see job.claim_path)."""
+def _claim(name: str, path: str | None) -> str:
+    """Record at ``path`` (the client's ``job.claim_path``, in its cache) that this worker
+    runs job ``name``."""
     from .job import claim_path
     from .processes import identity
 
-    path = claim_path(name)
+    path = path or claim_path(name)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -131,7 +132,7 @@ def serve(keep_alive: float, reply_fd: int) -> int:
         before = snapshot()
         claim = None
         try:
-            claim = _claim(name)
+            claim = _claim(name, msg.get("claim"))
             code = _run(paths, msg, before)
         except BaseException as exc:  # a bug of ours: report it as an internal failure
             print(f"remote-runtime worker: {type(exc).__name__}: {exc}", file=sys.stderr)

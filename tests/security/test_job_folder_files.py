@@ -60,17 +60,27 @@ def throw(message):
 
 def run_planted(job_root, tmp_path, plant, fn, *args, keep_alive=0):
     """Submit ``fn(*args)`` behind a job that holds the only slot, plant into its folder
-    while it waits (its folder is written, it has not started), then let it run."""
+    while it waits (its folder is written, it has not started), then let it run. Returns
+    the future and its exception; a job that hangs fails the test (it is cancelled and
+    left behind) instead of hanging the session."""
     gate = tmp_path / "gate"
-    with RemoteExecutor(
+    ex = RemoteExecutor(
         max_parallel_jobs=1, stream_logs=False, keep_alive_period_in_seconds=keep_alive
-    ) as ex:
+    )
+    holder = victim = None
+    try:
         holder = ex.submit(wait_for, str(gate))
         victim = ex.submit(fn, *args)
         plant(job_root / victim.job_name)
         gate.touch()
         assert holder.result(timeout=120) == "gate opened"
         exc = victim.exception(timeout=120)
+    finally:
+        stuck = victim is None or not victim.done()
+        for future in (holder, victim):
+            if stuck and future is not None:
+                future.cancel()
+        ex.shutdown(wait=not stuck, cancel_futures=True)
     return victim, exc
 
 
@@ -151,11 +161,19 @@ def test_a_log_link_is_not_written_through(job_root, tmp_path, outside, keep_ali
 
 @pytest.mark.parametrize("keep_alive", [0, 30], ids=["fresh-process", "warm-worker"])
 def test_a_log_fifo_fails_the_job_instead_of_blocking_it(job_root, tmp_path, keep_alive):
+    readers = []
+
     def plant(folder):
         (folder / "logs").mkdir(exist_ok=True)
         os.mkfifo(folder / "logs" / "stdout.log")
+        # with a reader at the other end, opening it for writing would not even block
+        readers.append(os.open(folder / "logs" / "stdout.log", os.O_RDONLY | os.O_NONBLOCK))
 
-    _, exc = run_planted(job_root, tmp_path, plant, give, 7, keep_alive=keep_alive)
+    try:
+        _, exc = run_planted(job_root, tmp_path, plant, give, 7, keep_alive=keep_alive)
+    finally:
+        for fd in readers:
+            os.close(fd)
     assert isinstance(exc, rc.IntegrityError) and "FIFO" in str(exc), exc
 
 
@@ -327,3 +345,19 @@ def test_a_huge_error_message_is_clipped_in_the_status(job_root):
     status = json.loads((job_root / f.job_name / "status.json").read_text())
     assert len(status["error"]["message"]) < 100_000 and f.status() == "Failed"
     assert cli("jobs", "show", f.job_name).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["a fifo", "a link"])
+def test_logs_are_never_read_through_a_link_or_from_a_fifo(job_root, ended_job, kind):
+    log = job_root / ended_job / "logs" / "stdout.log"
+    log.unlink()
+    secret = job_root.parent / "private.txt"
+    secret.write_text("private text of the user")
+    if kind == "a fifo":
+        os.mkfifo(log)
+    else:
+        os.symlink(secret, log)
+    out = cli("jobs", "logs", ended_job)  # returns (no hang), shows nothing from outside
+    assert out.returncode == 0, out.stderr
+    assert "private text" not in out.stdout
+    assert "private text" not in get_future(ended_job).logs()

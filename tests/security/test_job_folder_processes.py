@@ -291,3 +291,28 @@ def test_no_process_outlives_a_job_cancelled_from_the_cli(tmp_path):
         out = cli("jobs", "cancel", f.job_name)
         assert out.returncode == 0, out.stderr
         assert eventually_none_running(["sleep", tag]) == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        {"name": "ray", "address": "http://203.0.113.7:8265", "submission_id": "JOB"},
+        {"name": "ray", "address": "http://127.0.0.1:8265", "submission_id": "someone-elses-job"},
+        {"name": "ray", "address": ["x"], "submission_id": {"y": 1}},
+    ],
+    ids=["planted-address", "planted-submission", "junk"],
+)
+def test_cancel_refuses_a_planted_ray_record(job_root, victim_job, monkeypatch, capsys, backend):
+    """A planted address would receive this client's Ray credentials; a planted
+    submission id would stop another Ray job."""
+    import remote_runtime.backends.ray as ray_backend
+
+    calls = []
+    monkeypatch.setattr(ray_backend, "stop_detached", lambda *a: calls.append(a))
+    monkeypatch.setenv("REMOTE_RUNTIME_RAY_ADDRESS", "http://127.0.0.1:8265")
+    if backend["submission_id"] == "JOB":
+        backend = {**backend, "submission_id": victim_job}
+    plant_status(job_root, victim_job, state="InProgress", backend=backend)
+    code, out = cancel_in_process(victim_job, capsys)
+    assert calls == []
+    assert code == 1 and "not stopped" in out.err

@@ -25,7 +25,16 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
-from ..job import EXIT_INTEGRITY, JobPaths, JobRecordError, JobState, cache_dir, open_log, read_log
+from ..job import (
+    EXIT_INTEGRITY,
+    JobPaths,
+    JobRecordError,
+    JobState,
+    cache_dir,
+    claim_path,
+    open_log,
+    read_log,
+)
 from ..processes import kill_tree
 from ..settings import Settings
 
@@ -397,6 +406,7 @@ class WorkerPool:
             "key": key.hex(),
             "log_dir": log_dir,
             "storage_options": paths.store.storage_options or None,
+            "claim": claim_path(paths.name),  # in this client's cache, where cancel looks
         }
         for _ in range(3):
             worker = self._take(env_key) or self._start(env_key, paths, key, settings)
