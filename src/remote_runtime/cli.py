@@ -86,8 +86,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             text = f"{str(error.get('type', '')).rsplit('.', 1)[-1]}: {error.get('message', '')}"
             text = " ".join(text.split())
             text = text if len(text) <= 60 else text[:57] + "..."
+            text = _p(text)
         elif status.get("state") == J.JobState.STOPPED:
-            text = str(status.get("reason") or status.get("stage") or "")
+            text = _p(str(status.get("reason") or status.get("stage") or ""))
         rows.append(
             (
                 future.job_name,

@@ -391,7 +391,7 @@ class Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.launched is None:
-                if self.status().get("state") in J.JobState.TERMINAL:
+                if self.status().get("state") in J.JobState.SETTLED:
                     return True
                 step = 0.2
             else:
@@ -493,7 +493,12 @@ class Job:
             self.launched.stop()
         elif (refused := _stop_by_pid(self.paths, self.settings)) is not None:
             return refused
-        if self.paths.read_status().get("state") not in (J.JobState.COMPLETED, J.JobState.FAILED):
+        current = self.paths.read_status()
+        state = current.get("state")
+        # Failed *because it died* may be the launching client seeing our kill first
+        if state != J.JobState.COMPLETED and not (
+            state == J.JobState.FAILED and not current.get("died")
+        ):
             self.paths.write_status(J.JobState.STOPPED, stage="stopped")
         return None
 
@@ -542,6 +547,12 @@ class Job:
     def _outcome(self) -> Any:
         status = self.paths.read_status()
         state = status.get("state")
+        if state == J.JobState.UNKNOWN:
+            raise RemoteRuntimeError(
+                f"job {self.name}: {status.get('unreadable')}; its state cannot be told. "
+                "The job folder was damaged or tampered with: inspect it with "
+                f"`remote-runtime jobs show {self.name}`"
+            )
         if state == J.JobState.COMPLETED and self.paths.has_bundle("results"):
             return self._load("results")
         if state == J.JobState.STOPPED or (self._stopping and state not in J.JobState.TERMINAL):

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import job as J
 from .client import Job, recall_key, store_for
+from .records import JobRecordError
 from .settings import Settings, resolve_settings
 
 __all__ = ["Future", "get_future", "list_futures"]
@@ -183,7 +184,7 @@ class _Watcher(threading.Thread):
                     _Watcher._instance = None
                     return
             for future in pending:
-                if future.job.status().get("state") in J.JobState.TERMINAL and not future.done():
+                if future.job.status().get("state") in J.JobState.SETTLED and not future.done():
                     future._finish_lazily()
             time.sleep(0.2)
 
@@ -192,9 +193,13 @@ def _attached(name: str, settings: Settings) -> Future:
     paths = J.JobPaths(store_for(settings), J.check_job_name(name))
     if not paths.store.exists(paths.spec):
         raise LookupError(f"no job named {name!r} under {paths.store.uri}")
-    future = Future(Job(paths, recall_key(name, paths.read_spec()), settings))
+    try:
+        spec: dict[str, Any] | None = paths.read_spec()
+    except JobRecordError:
+        spec = None  # unreadable: the signatures still decide what loads
+    future = Future(Job(paths, recall_key(name, spec), settings))
     state = paths.read_status().get("state")
-    if state in J.JobState.TERMINAL:
+    if state in J.JobState.SETTLED:
         future._finish_lazily()
     else:
         future.set_running_or_notify_cancel()

@@ -38,6 +38,8 @@ class JobState:
     STOPPED = "Stopped"
     UNKNOWN = "Unknown"  # status.json is unreadable (see its "unreadable" field)
     TERMINAL = frozenset({COMPLETED, FAILED, STOPPED})
+    # what a waiting client stops waiting for: an end, or a record it cannot read
+    SETTLED = TERMINAL | {UNKNOWN}
 
 
 # Exit codes of ``python -m remote_runtime.bootstrap``.

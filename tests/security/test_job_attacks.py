@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import attacks
+import cloudpickle
 import numpy as np
 import pytest
 from attacks import Blocked, Box, bounded, evil_pickle, refusal
@@ -64,6 +66,12 @@ def touches(marker, x):
 
 def returns_box():
     return Box("honest", np.arange(3))
+
+
+# Jobs see only their workspace and the environment (as on SageMaker), not this folder:
+# the helper module travels by value, as a user's local module would with
+# include_local_workdir.
+cloudpickle.register_pickle_by_value(attacks)
 
 
 def _jobs(root: Path) -> set[str]:
