@@ -12,6 +12,22 @@ from servers import RayHead, S3Server
 
 
 @pytest.fixture
+def job_root(tmp_path, monkeypatch):
+    """A private job root, cache and config folder, with tmp_path as the working folder
+    and no REMOTE_RUNTIME_* setting from the caller's environment (the runtime, security
+    and conformance suites use it for every test)."""
+    root = tmp_path / "jobs"
+    monkeypatch.setenv("REMOTE_RUNTIME_S3_ROOT_URI", str(root))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in list(os.environ):
+        if name.startswith("REMOTE_RUNTIME_") and name != "REMOTE_RUNTIME_S3_ROOT_URI":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return root
+
+
+@pytest.fixture
 def bundle_dir(tmp_path):
     return tmp_path / "bundle"
 
