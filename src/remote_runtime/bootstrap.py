@@ -264,7 +264,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
                     [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
                 )
         # 4. The working directory: the uploaded workspace, or an empty scratch folder.
-        workdir = _prepare_workdir(paths, execution)
+        workdir = _prepare_workdir(paths, execution, worker)
         # 5. Pre-execution commands.
         if execution.get("pre_execution_commands") or execution.get("pre_execution_script"):
             from .environment import run_pre_execution
@@ -297,7 +297,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
         return _run_function(paths, key, execution, workdir, where)
     finally:
         if workdir is not None:
-            _cleanup_workdir(workdir)
+            _cleanup_workdir(workdir, keep=worker and execution.get("workspace") is None)
 
 
 _FOLDERS = ("function", "arguments", "results", "exception", "logs", "workdir")
@@ -327,12 +327,27 @@ def _verified_text(paths: J.JobPaths, path: str, expected: str) -> str:
     return data.decode()
 
 
-def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
+def worker_scratch() -> str:
+    """The empty scratch folder a warm worker's jobs without a workspace run in: made
+    once, emptied after each job (a job that left files in it gets a fresh one)."""
     from . import job as J
 
+    return os.path.join(J.cache_dir(), "work", f"worker-{os.getpid()}")
+
+
+def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any], worker: bool = False) -> str:
+    from . import job as J
+
+    expected = execution.get("workspace")
+    if worker and expected is None:
+        workdir = worker_scratch()
+        if not os.path.isdir(workdir):
+            os.makedirs(workdir, exist_ok=True)
+        sys.path.insert(0, workdir)
+        os.chdir(workdir)
+        return workdir
     workdir = os.path.join(J.cache_dir(), "work", f"{paths.name}-{os.getpid()}")
     os.makedirs(workdir, exist_ok=True)
-    expected = execution.get("workspace")
     if expected is not None:
         data = paths.store.read_bytes(paths.workspace)
         if J.digest(data) != expected:
@@ -347,13 +362,23 @@ def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
     return workdir
 
 
-def _cleanup_workdir(workdir: str) -> None:
+def _cleanup_workdir(workdir: str, keep: bool = False) -> None:
     if sys.path and sys.path[0] == workdir:
         sys.path.pop(0)
     try:
         os.chdir(os.path.dirname(workdir))
     except OSError:
         pass
+    if keep:
+        try:
+            if not os.listdir(workdir):
+                return  # empty: the next job of this worker runs in it
+        except OSError:
+            return
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
     try:
         os.rmdir(workdir)  # the common case: the job left nothing behind
     except OSError:
@@ -488,7 +513,6 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
     if not limit:
         return None
     import signal
-    import threading
 
     from . import job as J
 
@@ -517,10 +541,66 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
         finally:
             os._exit(J.EXIT_TIMEOUT)
 
-    timer = threading.Timer(limit, expire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return _WATCHDOG.arm(float(limit), expire)
+
+
+class _Watchdog:
+    """One timer thread for every job of the process, started once: a warm worker runs
+    many jobs, and starting a thread per job costs more than a trivial job."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._cond = threading.Condition()
+        self._due: float | None = None
+        self._action: Any = None
+        self._armed = 0
+        self._thread: Any = None
+
+    def arm(self, seconds: float, action: Any) -> _Armed:
+        import threading
+
+        with self._cond:
+            self._armed += 1
+            self._due, self._action = time.monotonic() + seconds, action
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return _Armed(self, self._armed)
+
+    def cancel(self, armed: int) -> None:
+        with self._cond:
+            if self._armed == armed:
+                self._due = self._action = None
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._due is None:
+                        self._cond.wait()
+                        continue
+                    left = self._due - time.monotonic()
+                    if left <= 0:
+                        action, self._due, self._action = self._action, None, None
+                        break
+                    self._cond.wait(left)
+            action()
+
+
+class _Armed:
+    def __init__(self, watchdog: _Watchdog, armed: int) -> None:
+        self._watchdog, self._armed_id = watchdog, armed
+
+    def cancel(self) -> None:
+        self._watchdog.cancel(self._armed_id)
+
+
+_WATCHDOG = _Watchdog()
+
+
 
 
 def _upload_logs(paths: J.JobPaths) -> None:

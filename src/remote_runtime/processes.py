@@ -257,6 +257,21 @@ def descendants(root: int, table: Mapping[int, ProcInfo]) -> list[int]:
     return out
 
 
+def has_children() -> bool:
+    """Whether this process has any child now, running or a zombie (one ``waitid`` call,
+    nothing reaped). In a child subreaper no child means no descendant at all: an orphan
+    of the job is re-parented to it. True when it cannot be told."""
+    if not hasattr(os, "waitid"):
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def snapshot() -> set[tuple[int, int]]:
     """(pid, start) of every descendant of this process now."""
     if not _LINUX:

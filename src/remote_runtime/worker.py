@@ -81,7 +81,7 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
 
     from . import bootstrap
     from . import job as J
-    from .processes import kill_descendants
+    from .processes import has_children, kill_descendants
 
     log_dir = str(msg["log_dir"])
     try:
@@ -99,7 +99,8 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
     try:
         return bootstrap.run_job(paths, bytes.fromhex(str(msg["key"])), worker=True)
     finally:
-        kill_descendants(keep=before)  # no process of the job outlives it
+        if before or has_children():  # (none: no descendant either, the worker is a subreaper)
+            kill_descendants(keep=before)  # no process of the job outlives it
         bootstrap._upload_logs_from(paths, log_dir)
         _restore(saved)
 
@@ -107,7 +108,7 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
 def serve(keep_alive: float, reply_fd: int) -> int:
     from . import bootstrap
     from . import job as J
-    from .processes import become_subreaper, snapshot
+    from .processes import become_subreaper, has_children, snapshot
     from .store import Store
 
     become_subreaper()  # what a job starts stays under the worker, to be stopped when it ends
@@ -128,7 +129,7 @@ def serve(keep_alive: float, reply_fd: int) -> int:
         options = msg.get("storage_options") or None
         store = stores.get(root) or stores.setdefault(root, Store(root, options))
         paths = J.JobPaths(store, J.check_job_name(name))
-        before = snapshot()
+        before = snapshot() if has_children() else set()
         claim = None
         try:
             claim = _claim(name)
@@ -148,7 +149,15 @@ def serve(keep_alive: float, reply_fd: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return serve(float(argv[0]), int(argv[1]))
+    try:
+        return serve(float(argv[0]), int(argv[1]))
+    finally:
+        from .bootstrap import worker_scratch
+
+        try:
+            os.rmdir(worker_scratch())
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":
