@@ -142,11 +142,18 @@ class JobPaths:
         Missing folders are fine. Object stores have no links: nothing to check."""
         if not self.store.local or not check_real_folder(self.folder, "folder"):
             return
-        inside = os.path.join(os.path.realpath(self.store.root), self.name)
-        if os.path.realpath(self.folder) != inside:
-            raise JobRecordError(
-                f"{self.folder} resolves to {os.path.realpath(self.folder)}, outside the job root"
-            )
+        # The folder itself is no link (just checked) and its name holds no separator, so
+        # it resolves outside the root only if the root's own path changed: resolved once
+        # per process and folder (a warm worker checks a job's folder several times).
+        if self.folder not in _resolved_inside:
+            inside = os.path.join(os.path.realpath(self.store.root), self.name)
+            if os.path.realpath(self.folder) != inside:
+                raise JobRecordError(
+                    f"{self.folder} resolves to {os.path.realpath(self.folder)}, outside the job root"
+                )
+            if len(_resolved_inside) > 4096:
+                _resolved_inside.clear()
+            _resolved_inside.add(self.folder)
         for sub in subfolders:
             check_real_folder(self._p(sub), f"{sub}/ folder")
 
@@ -234,6 +241,8 @@ class JobPaths:
         self.store.write_json(self.status, current)
         return current
 
+
+_resolved_inside: set[str] = set()  # job folders found to resolve inside their root
 
 _STATES = frozenset(
     {JobState.PENDING, JobState.IN_PROGRESS, JobState.COMPLETED, JobState.FAILED, JobState.STOPPED}
