@@ -21,7 +21,6 @@ from __future__ import annotations
 # must still be able to say so (see _precheck), before anything else is imported.
 import json
 import os
-import platform
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,14 @@ if TYPE_CHECKING:
 KEY_ENV = "REMOTE_RUNTIME_JOB_KEY"
 LOG_DIR_ENV = "REMOTE_RUNTIME_LOG_DIR"  # set when logs are written locally, then uploaded
 IN_VENV_ENV = "REMOTE_RUNTIME_IN_VENV"
+
+
+def _python_version() -> str:
+    """This interpreter's version, as platform.python_version() gives it (without
+    importing platform: a cold job pays for every import)."""
+    major, minor, micro, level, serial = sys.version_info
+    tail = "" if level == "final" else {"alpha": "a", "beta": "b", "candidate": "rc"}[level] + str(serial)
+    return f"{major}.{minor}.{micro}{tail}"
 
 
 class _IntegrityFailure(Exception):
@@ -66,7 +73,7 @@ def _precheck(job_uri: str) -> int | None:
     if want == f"{sys.version_info[0]}.{sys.version_info[1]}":
         return None
     message = (
-        f"the job's Python is {platform.python_version()} ({sys.executable}) but the client's is "
+        f"the job's Python is {_python_version()} ({sys.executable}) but the client's is "
         f"{client_py}: the function travels by value and needs the same major.minor version. "
         f"Run the job with a Python {want} interpreter (python=...)."
     )
@@ -194,7 +201,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     where = {
         **identity(),  # pid, its start time and the boot id: what cancel checks
         "host": os.uname().nodename,
-        "python": platform.python_version(),
+        "python": _python_version(),
         "attempt": attempt,
         "worker": worker,
     }
@@ -222,7 +229,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
             paths,
             J.EXIT_ENVIRONMENT,
             RuntimeEnvironmentError(
-                f"the job's Python is {platform.python_version()} ({sys.executable}) but the client's is "
+                f"the job's Python is {_python_version()} ({sys.executable}) but the client's is "
                 f"{client_py}: the function travels by value and needs the same major.minor version. "
                 f"Run the job with a Python {'.'.join(client_py.split('.')[:2])} interpreter (python=...)."
             ),
@@ -405,13 +412,11 @@ def _run_function(
             purpose=J.purpose(paths.name, "function"),
             storage_options=paths.store.storage_options or None,
         )
-        from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES
-
         arguments = rc.load(
             paths.bundle("arguments"),
             key=key,
             purpose=J.purpose(paths.name, "arguments"),
-            trusted=SCIKIT_LEARN_INTERNAL_TYPES,  # verified with the job's key: the client's
+            options={"trusted": J.VERIFIED_TRUST},  # verified with the job's key: the client's
             storage_options=paths.store.storage_options or None,
         )
         args, kwargs = arguments["args"], arguments["kwargs"]
