@@ -207,9 +207,12 @@ class FolderSink(Sink):
                     )
                 self._check_replaceable(os.listdir(path))
             parent, base = os.path.split(path)
-            os.makedirs(parent, exist_ok=True)
             self._tmp = os.path.join(parent, f".{base}.tmp-{os.urandom(6).hex()}")
-            os.mkdir(self._tmp, 0o755)
+            try:
+                os.mkdir(self._tmp, 0o755)
+            except FileNotFoundError:  # the parent is made only when missing
+                os.makedirs(parent, exist_ok=True)
+                os.mkdir(self._tmp, 0o755)
             return
         # Object stores: this write's files carry a tag of their own, so concurrent
         # writers never overwrite each other's parts; the previous bundle stays readable

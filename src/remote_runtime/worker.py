@@ -65,9 +65,13 @@ def _claim(name: str) -> str:
     from .processes import identity
 
     path = claim_path(name)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileNotFoundError:  # (made once: a makedirs per job costs a syscall per job)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, flags, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"job": name, **identity()}, f)
     os.replace(tmp, path)
