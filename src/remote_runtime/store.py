@@ -220,10 +220,10 @@ class Store:
             tmp = f"{path}.tmp-{os.urandom(4).hex()}"  # (no uuid: its import costs a cold job ~3 ms)
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
             try:
-                fd = os.open(tmp, flags, 0o644)
+                fd = os.open(tmp, flags, 0o666)
             except FileNotFoundError:  # the folder is made only when missing (a syscall saved)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(tmp, flags, 0o644)
+                fd = os.open(tmp, flags, 0o666)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
