@@ -238,7 +238,9 @@ class Store:
         return data
 
     def write_json(self, path: str, obj: Any) -> None:
-        self.write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+        # One line, no indent: json's C encoder is used only without ``indent``, and the
+        # pure-Python one cost a warm job ~0.3 ms for job.json and status.json.
+        self.write_bytes(path, json.dumps(obj, sort_keys=True).encode())
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
