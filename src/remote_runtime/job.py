@@ -145,18 +145,17 @@ class JobPaths:
         Missing folders are fine. Object stores have no links: nothing to check."""
         if not self.store.local or not check_real_folder(self.folder, "folder"):
             return
-        # The folder itself is no link (just checked) and its name holds no separator, so
-        # it resolves outside the root only if the root's own path changed: resolved once
-        # per process and folder (a warm worker checks a job's folder several times).
-        if self.folder not in _resolved_inside:
+        # The folder itself is no link (just checked) and its name holds no separator or
+        # "..", so it resolves to <the root, resolved>/<name>: only a change of the root's
+        # own path could move it, which no job writes. Resolved once per process and root
+        # (each resolution walks every component of the path: a dozen syscalls a job).
+        if self.store.root not in _resolved_roots:
             inside = os.path.join(os.path.realpath(self.store.root), self.name)
             if os.path.realpath(self.folder) != inside:
                 raise JobRecordError(
                     f"{self.folder} resolves to {os.path.realpath(self.folder)}, outside the job root"
                 )
-            if len(_resolved_inside) > 4096:
-                _resolved_inside.clear()
-            _resolved_inside.add(self.folder)
+            _resolved_roots.add(self.store.root)
         for sub in subfolders:
             check_real_folder(self._p(sub), f"{sub}/ folder")
 
@@ -245,7 +244,7 @@ class JobPaths:
         return current
 
 
-_resolved_inside: set[str] = set()  # job folders found to resolve inside their root
+_resolved_roots: set[str] = set()  # roots whose job folders were found to resolve inside
 
 _STATES = frozenset(
     {JobState.PENDING, JobState.IN_PROGRESS, JobState.COMPLETED, JobState.FAILED, JobState.STOPPED}

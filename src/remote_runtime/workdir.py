@@ -135,6 +135,12 @@ def _runtime_path_cached() -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+@functools.lru_cache(maxsize=256)
+def _realpath(path: str) -> str:
+    """A module file's resolved path (asked for every job: cached, a module's file stays)."""
+    return os.path.realpath(path)
+
+
 def _under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
@@ -150,7 +156,7 @@ def importable_in_job(module_name: str, settings: Settings) -> bool:
     file = getattr(module, "__file__", None)
     if not file:
         return True  # built in, or a namespace package
-    file = os.path.realpath(file)
+    file = _realpath(file)
     if _under(file, _environment_dirs() + runtime_path()):
         return True
     if settings.include_local_workdir:
