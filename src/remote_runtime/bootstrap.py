@@ -640,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     if code is not None:
         return code
     from . import job as J
-    from .processes import become_subreaper, kill_descendants
+    from .processes import become_subreaper, has_children, kill_descendants
     from .store import Store
 
     become_subreaper()  # what the function starts stays ours, to be stopped when it ends
@@ -666,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return J.EXIT_INTERNAL
     finally:
-        kill_descendants()  # no process of the job outlives it
+        if has_children():  # (none: no descendant either, this process is a subreaper)
+            kill_descendants()  # no process of the job outlives it
         _upload_logs(paths)
 
 
