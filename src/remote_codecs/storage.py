@@ -12,7 +12,6 @@ import io
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -208,14 +207,17 @@ class FolderSink(Sink):
                     )
                 self._check_replaceable(os.listdir(path))
             parent, base = os.path.split(path)
-            os.makedirs(parent, exist_ok=True)
-            self._tmp = os.path.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
-            os.mkdir(self._tmp, 0o755)
+            self._tmp = os.path.join(parent, f".{base}.tmp-{os.urandom(6).hex()}")
+            try:
+                os.mkdir(self._tmp, 0o755)
+            except FileNotFoundError:  # the parent is made only when missing
+                os.makedirs(parent, exist_ok=True)
+                os.mkdir(self._tmp, 0o755)
             return
         # Object stores: this write's files carry a tag of their own, so concurrent
         # writers never overwrite each other's parts; the previous bundle stays readable
         # until the new manifest replaces it, then its files are removed.
-        self.tag = uuid.uuid4().hex[:12]
+        self.tag = os.urandom(6).hex()  # (not uuid: importing it costs more than a small job)
         try:
             names = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
         except FileNotFoundError:

@@ -21,7 +21,6 @@ from __future__ import annotations
 # must still be able to say so (see _precheck), before anything else is imported.
 import json
 import os
-import platform
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,18 @@ if TYPE_CHECKING:
 KEY_ENV = "REMOTE_RUNTIME_JOB_KEY"
 LOG_DIR_ENV = "REMOTE_RUNTIME_LOG_DIR"  # set when logs are written locally, then uploaded
 IN_VENV_ENV = "REMOTE_RUNTIME_IN_VENV"
+
+
+def _python_version() -> str:
+    """This interpreter's version, as platform.python_version() gives it (without
+    importing platform: a cold job pays for every import)."""
+    major, minor, micro, level, serial = sys.version_info
+    tail = (
+        ""
+        if level == "final"
+        else {"alpha": "a", "beta": "b", "candidate": "rc"}[level] + str(serial)
+    )
+    return f"{major}.{minor}.{micro}{tail}"
 
 
 class _IntegrityFailure(Exception):
@@ -66,7 +77,7 @@ def _precheck(job_uri: str) -> int | None:
     if want == f"{sys.version_info[0]}.{sys.version_info[1]}":
         return None
     message = (
-        f"the job's Python is {platform.python_version()} ({sys.executable}) but the client's is "
+        f"the job's Python is {_python_version()} ({sys.executable}) but the client's is "
         f"{client_py}: the function travels by value and needs the same major.minor version. "
         f"Run the job with a Python {want} interpreter (python=...)."
     )
@@ -195,7 +206,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
     where = {
         **identity(),  # pid, its start time and the boot id: what cancel checks
         "host": os.uname().nodename,
-        "python": platform.python_version(),
+        "python": _python_version(),
         "attempt": attempt,
         "worker": worker,
     }
@@ -223,7 +234,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
             paths,
             J.EXIT_ENVIRONMENT,
             RuntimeEnvironmentError(
-                f"the job's Python is {platform.python_version()} ({sys.executable}) but the client's is "
+                f"the job's Python is {_python_version()} ({sys.executable}) but the client's is "
                 f"{client_py}: the function travels by value and needs the same major.minor version. "
                 f"Run the job with a Python {'.'.join(client_py.split('.')[:2])} interpreter (python=...)."
             ),
@@ -265,7 +276,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
                     [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
                 )
         # 4. The working directory: the uploaded workspace, or an empty scratch folder.
-        workdir = _prepare_workdir(paths, execution)
+        workdir = _prepare_workdir(paths, execution, worker)
         # 5. Pre-execution commands.
         if execution.get("pre_execution_commands") or execution.get("pre_execution_script"):
             from .environment import run_pre_execution
@@ -298,7 +309,7 @@ def run_job(paths: J.JobPaths, key: bytes | None, *, worker: bool = False) -> in
         return _run_function(paths, key, execution, workdir, where)
     finally:
         if workdir is not None:
-            _cleanup_workdir(workdir)
+            _cleanup_workdir(workdir, keep=worker and execution.get("workspace") is None)
 
 
 _FOLDERS = ("function", "arguments", "results", "exception", "logs", "workdir")
@@ -328,12 +339,27 @@ def _verified_text(paths: J.JobPaths, path: str, expected: str) -> str:
     return data.decode()
 
 
-def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
+def worker_scratch() -> str:
+    """The empty scratch folder a warm worker's jobs without a workspace run in: made
+    once, emptied after each job (a job that left files in it gets a fresh one)."""
     from . import job as J
 
+    return os.path.join(J.cache_dir(), "work", f"worker-{os.getpid()}")
+
+
+def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any], worker: bool = False) -> str:
+    from . import job as J
+
+    expected = execution.get("workspace")
+    if worker and expected is None:
+        workdir = worker_scratch()
+        if not os.path.isdir(workdir):
+            os.makedirs(workdir, exist_ok=True)
+        sys.path.insert(0, workdir)
+        os.chdir(workdir)
+        return workdir
     workdir = os.path.join(J.cache_dir(), "work", f"{paths.name}-{os.getpid()}")
     os.makedirs(workdir, exist_ok=True)
-    expected = execution.get("workspace")
     if expected is not None:
         data = paths.store.read_bytes(paths.workspace)
         if J.digest(data) != expected:
@@ -348,13 +374,23 @@ def _prepare_workdir(paths: J.JobPaths, execution: dict[str, Any]) -> str:
     return workdir
 
 
-def _cleanup_workdir(workdir: str) -> None:
+def _cleanup_workdir(workdir: str, keep: bool = False) -> None:
     if sys.path and sys.path[0] == workdir:
         sys.path.pop(0)
     try:
         os.chdir(os.path.dirname(workdir))
     except OSError:
         pass
+    if keep:
+        try:
+            if not os.listdir(workdir):
+                return  # empty: the next job of this worker runs in it
+        except OSError:
+            return
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
     try:
         os.rmdir(workdir)  # the common case: the job left nothing behind
     except OSError:
@@ -381,13 +417,11 @@ def _run_function(
             purpose=J.purpose(paths.name, "function"),
             storage_options=paths.store.storage_options or None,
         )
-        from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES
-
         arguments = rc.load(
             paths.bundle("arguments"),
             key=key,
             purpose=J.purpose(paths.name, "arguments"),
-            trusted=SCIKIT_LEARN_INTERNAL_TYPES,  # verified with the job's key: the client's
+            options={"trusted": J.VERIFIED_TRUST},  # verified with the job's key: the client's
             storage_options=paths.store.storage_options or None,
         )
         args, kwargs = arguments["args"], arguments["kwargs"]
@@ -489,7 +523,6 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
     if not limit:
         return None
     import signal
-    import threading
 
     from . import job as J
 
@@ -518,10 +551,64 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
         finally:
             os._exit(J.EXIT_TIMEOUT)
 
-    timer = threading.Timer(limit, expire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    return _WATCHDOG.arm(float(limit), expire)
+
+
+class _Watchdog:
+    """One timer thread for every job of the process, started once: a warm worker runs
+    many jobs, and starting a thread per job costs more than a trivial job."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._cond = threading.Condition()
+        self._due: float | None = None
+        self._action: Any = None
+        self._armed = 0
+        self._thread: Any = None
+
+    def arm(self, seconds: float, action: Any) -> _Armed:
+        import threading
+
+        with self._cond:
+            self._armed += 1
+            self._due, self._action = time.monotonic() + seconds, action
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return _Armed(self, self._armed)
+
+    def cancel(self, armed: int) -> None:
+        with self._cond:
+            if self._armed == armed:
+                self._due = self._action = None
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._due is None:
+                        self._cond.wait()
+                        continue
+                    left = self._due - time.monotonic()
+                    if left <= 0:
+                        action, self._due, self._action = self._action, None, None
+                        break
+                    self._cond.wait(left)
+            action()
+
+
+class _Armed:
+    def __init__(self, watchdog: _Watchdog, armed: int) -> None:
+        self._watchdog, self._armed_id = watchdog, armed
+
+    def cancel(self) -> None:
+        self._watchdog.cancel(self._armed_id)
+
+
+_WATCHDOG = _Watchdog()
 
 
 def _upload_logs(paths: J.JobPaths) -> None:
@@ -556,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     if code is not None:
         return code
     from . import job as J
-    from .processes import become_subreaper, kill_descendants
+    from .processes import become_subreaper, has_children, kill_descendants
     from .store import Store
 
     become_subreaper()  # what the function starts stays ours, to be stopped when it ends
@@ -582,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return J.EXIT_INTERNAL
     finally:
-        kill_descendants()  # no process of the job outlives it
+        if has_children():  # (none: no descendant either, this process is a subreaper)
+            kill_descendants()  # no process of the job outlives it
         _upload_logs(paths)
 
 

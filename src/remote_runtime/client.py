@@ -524,7 +524,7 @@ class Job:
                 uri,
                 key=self.key,
                 purpose=J.purpose(self.name, role),
-                trusted=verified_trust(),
+                options={"trusted": J.VERIFIED_TRUST},  # (verified_trust(), imported on use)
                 storage_options=so,
             )
         try:

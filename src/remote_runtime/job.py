@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import re
 import sys
 import time
@@ -58,7 +57,11 @@ def cache_dir() -> str:
 
 
 def hostname() -> str:
-    return os.uname().nodename if hasattr(os, "uname") else platform.node()
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import platform
+
+    return platform.node()
 
 
 MAX_PREFIX = 39  # SageMaker's: a 63-character name leaves 39 for the prefix
@@ -74,11 +77,12 @@ def make_job_name(prefix: str | None, fallback: str = "job") -> str:
     """``<prefix>-<YYYYMMDD>-<HHMMSSmmm>-<random>`` (UTC): at most 63 characters of
     [a-zA-Z0-9-], the prefix kept up to 39 characters as SageMaker keeps it."""
     import datetime
-    import secrets
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S%f")[:-3]
     alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
-    suffix = "".join(secrets.choice(alphabet) for _ in range(4))
+    # one getrandom call (secrets.choice makes two per character); the suffix only keeps
+    # names of the same millisecond apart, its small bias towards the first 4 is harmless
+    suffix = "".join(alphabet[b % 36] for b in os.urandom(4))
     return f"{name_prefix(prefix, fallback)}-{stamp}-{suffix}"
 
 
@@ -151,11 +155,17 @@ class JobPaths:
         Missing folders are fine. Object stores have no links: nothing to check."""
         if not self.store.local or not check_real_folder(self.folder, "folder"):
             return
-        inside = os.path.join(os.path.realpath(self.store.root), self.name)
-        if os.path.realpath(self.folder) != inside:
-            raise JobRecordError(
-                f"{self.folder} resolves to {os.path.realpath(self.folder)}, outside the job root"
-            )
+        # The folder itself is no link (just checked) and its name holds no separator or
+        # "..", so it resolves to <the root, resolved>/<name>: only a change of the root's
+        # own path could move it, which no job writes. Resolved once per process and root
+        # (each resolution walks every component of the path: a dozen syscalls a job).
+        if self.store.root not in _resolved_roots:
+            inside = os.path.join(os.path.realpath(self.store.root), self.name)
+            if os.path.realpath(self.folder) != inside:
+                raise JobRecordError(
+                    f"{self.folder} resolves to {os.path.realpath(self.folder)}, outside the job root"
+                )
+            _resolved_roots.add(self.store.root)
         for sub in subfolders:
             check_real_folder(self._p(sub), f"{sub}/ folder")
 
@@ -243,6 +253,8 @@ class JobPaths:
         self.store.write_json(self.status, current)
         return current
 
+
+_resolved_roots: set[str] = set()  # roots whose job folders were found to resolve inside
 
 _STATES = frozenset(
     {JobState.PENDING, JobState.IN_PROGRESS, JobState.COMPLETED, JobState.FAILED, JobState.STOPPED}
@@ -354,6 +366,8 @@ def job_spec(
 ) -> dict[str, Any]:
     """The contents of job.json: never a secret. Environment variables are recorded by
     name only: their values reach the job through the launch channel."""
+    import platform
+
     settings = dict(settings)
     if isinstance(settings.get("environment_variables"), Mapping):
         settings["environment_variables"] = sorted(settings["environment_variables"])
@@ -404,6 +418,24 @@ _LIBRARIES = {
     "scikit-learn": "sklearn",
     "tensorflow": "tensorflow",
 }
+
+
+class _VerifiedTrust:
+    """The types trusted in bundles verified with a job's key (scikit-learn's internal
+    types, which skops does not trust from a stranger), handed to the loader as the
+    ``trusted`` option without importing the scikit-learn codec: a job whose bundles hold
+    no estimator never pays for that import (zipfile and more, ~7 ms of a cold job)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __iter__(self) -> Any:
+        from remote_codecs.codecs.sklearn import SCIKIT_LEARN_INTERNAL_TYPES
+
+        return iter(SCIKIT_LEARN_INTERNAL_TYPES)
+
+
+VERIFIED_TRUST = _VerifiedTrust()
 
 
 # -- the signed execution record ----------------------------------------------------------------

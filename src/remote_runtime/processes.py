@@ -92,13 +92,22 @@ def cmdline(pid: int) -> list[str] | None:
 
 
 def identity() -> dict[str, Any]:
-    """This process as status.json records it: pid, start time and boot id."""
-    out: dict[str, Any] = {"pid": os.getpid()}
-    info = proc_info(os.getpid()) if _LINUX else None
-    if info is not None:
-        out["pid_start"] = info.start
-        out["boot_id"] = boot_id()
-    return out
+    """This process as status.json records it: pid, start time and boot id (read once per
+    process: none of them changes while it lives, and a warm worker records them per job)."""
+    pid = os.getpid()
+    cached = _identity.get(pid)
+    if cached is None:
+        cached = {"pid": pid}
+        info = proc_info(pid) if _LINUX else None
+        if info is not None:
+            cached["pid_start"] = info.start
+            cached["boot_id"] = boot_id()
+        _identity.clear()  # (a forked child has a pid of its own)
+        _identity[pid] = cached
+    return dict(cached)
+
+
+_identity: dict[int, dict[str, Any]] = {}
 
 
 # -- proof before a signal --------------------------------------------------------------------
@@ -297,6 +306,21 @@ def tree(root: int) -> dict[int, ProcInfo]:
         out[pid] = info
         todo.extend(_children(pid) or [])
     return out
+
+
+def has_children() -> bool:
+    """Whether this process has any child now, running or a zombie (one ``waitid`` call,
+    nothing reaped). In a child subreaper no child means no descendant at all: an orphan
+    of the job is re-parented to it. True when it cannot be told."""
+    if not hasattr(os, "waitid"):
+        return True
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def snapshot() -> set[tuple[int, int]]:

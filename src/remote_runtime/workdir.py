@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import io
 import os
 import threading
@@ -95,6 +96,12 @@ def unpack_workdir(data: bytes, target: str) -> None:
 
 
 def _environment_dirs() -> list[str]:
+    return list(_environment_dirs_cached())
+
+
+@functools.lru_cache(maxsize=1)
+def _environment_dirs_cached() -> tuple[str, ...]:
+    """(the same for the life of the process: computed once, it costs a job's worth)"""
     import site
     import sys
     import sysconfig
@@ -105,12 +112,17 @@ def _environment_dirs() -> list[str]:
     if isinstance(user, str):
         dirs.add(user)
     dirs.update(v for k, v in sysconfig.get_paths().items() if k in ("stdlib", "platstdlib"))
-    return sorted({os.path.realpath(d) for d in dirs if d})
+    return tuple(sorted({os.path.realpath(d) for d in dirs if d}))
 
 
 def runtime_path() -> list[str]:
     """The folders a job needs on its PYTHONPATH to import remote_runtime and
     remote_codecs: those they were imported from, unless the environment has them."""
+    return list(_runtime_path_cached())
+
+
+@functools.lru_cache(maxsize=1)
+def _runtime_path_cached() -> tuple[str, ...]:
     import remote_codecs
     import remote_runtime
 
@@ -120,7 +132,13 @@ def runtime_path() -> list[str]:
         folder = os.path.dirname(os.path.dirname(os.path.realpath(package.__file__ or "")))
         if folder and not _under(folder, env):
             out.append(folder)
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
+
+
+@functools.lru_cache(maxsize=256)
+def _realpath(path: str) -> str:
+    """A module file's resolved path (asked for every job: cached, a module's file stays)."""
+    return os.path.realpath(path)
 
 
 def _under(path: str, roots: list[str]) -> bool:
@@ -138,7 +156,7 @@ def importable_in_job(module_name: str, settings: Settings) -> bool:
     file = getattr(module, "__file__", None)
     if not file:
         return True  # built in, or a namespace package
-    file = os.path.realpath(file)
+    file = _realpath(file)
     if _under(file, _environment_dirs() + runtime_path()):
         return True
     if settings.include_local_workdir:

@@ -68,7 +68,12 @@ def _claim(name: str, path: str | None) -> str:
     path = path or claim_path(name)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileNotFoundError:  # (made once: a makedirs per job costs a syscall per job)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, flags, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"job": name, **identity()}, f)
     os.replace(tmp, path)
@@ -82,7 +87,7 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
 
     from . import bootstrap
     from . import job as J
-    from .processes import kill_descendants
+    from .processes import has_children, kill_descendants
 
     log_dir = str(msg["log_dir"])
     try:
@@ -100,7 +105,8 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
     try:
         return bootstrap.run_job(paths, bytes.fromhex(str(msg["key"])), worker=True)
     finally:
-        kill_descendants(keep=before)  # no process of the job outlives it
+        if before or has_children():  # (none: no descendant either, the worker is a subreaper)
+            kill_descendants(keep=before)  # no process of the job outlives it
         bootstrap._upload_logs_from(paths, log_dir)
         _restore(saved)
 
@@ -108,7 +114,7 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
 def serve(keep_alive: float, reply_fd: int) -> int:
     from . import bootstrap
     from . import job as J
-    from .processes import become_subreaper, snapshot
+    from .processes import become_subreaper, has_children, snapshot
     from .store import Store
 
     become_subreaper()  # what a job starts stays under the worker, to be stopped when it ends
@@ -129,7 +135,7 @@ def serve(keep_alive: float, reply_fd: int) -> int:
         options = msg.get("storage_options") or None
         store = stores.get(root) or stores.setdefault(root, Store(root, options))
         paths = J.JobPaths(store, J.check_job_name(name))
-        before = snapshot()
+        before = snapshot() if has_children() else set()
         claim = None
         try:
             claim = _claim(name, msg.get("claim"))
@@ -149,7 +155,15 @@ def serve(keep_alive: float, reply_fd: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    return serve(float(argv[0]), int(argv[1]))
+    try:
+        return serve(float(argv[0]), int(argv[1]))
+    finally:
+        from .bootstrap import worker_scratch
+
+        try:
+            os.rmdir(worker_scratch())
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

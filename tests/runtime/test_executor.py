@@ -176,6 +176,30 @@ def test_warm_workers_are_reused_per_environment():
     assert other[0] != first[0] and other[2] == "b"
 
 
+def leave_files_and_a_child(tag):
+    """Leaves a file (and a folder) in its working directory and a process running."""
+    seen = sorted(os.listdir("."))
+    with open(f"left-by-{tag}.txt", "w") as f:
+        f.write(tag)
+    os.mkdir(f"folder-{tag}")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    return os.getpid(), seen, child.pid
+
+
+def test_a_warm_workers_next_job_starts_in_an_empty_folder_with_no_leftover_process():
+    with RemoteExecutor(
+        max_parallel_jobs=1, keep_alive_period_in_seconds=30, stream_logs=False
+    ) as ex:
+        first = ex.submit(leave_files_and_a_child, "a").result()
+        second = ex.submit(leave_files_and_a_child, "b").result()
+        third = ex.submit(leave_files_and_a_child, "c").result()
+    assert first[0] == second[0] == third[0]  # one warm worker ran the three jobs
+    assert first[1] == second[1] == third[1] == []  # nothing left by the job before
+    if sys.platform.startswith("linux"):  # (elsewhere only the process group is stopped)
+        for _, _, pid in (first, second, third):
+            assert not os.path.exists(f"/proc/{pid}"), f"the child {pid} of a finished job runs on"
+
+
 def test_warm_jobs_still_have_folders_logs_and_exceptions(job_root):
     with RemoteExecutor(keep_alive_period_in_seconds=30, stream_logs=False) as ex:
         assert ex.submit(square, 3).result() == 9

@@ -14,6 +14,7 @@ through a link and never a FIFO.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -374,6 +375,12 @@ class WorkerJob:
         return self.died and not self.started.is_set()
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(python: str) -> str:
+    """The interpreter's resolved path (per job: cached, it is a dozen syscalls)."""
+    return os.path.realpath(python)
+
+
 class WorkerPool:
     """Warm workers, keyed by the environment a job needs: interpreter, dependencies,
     working directory contents and environment variables."""
@@ -390,7 +397,7 @@ class WorkerPool:
     def env_key(paths: JobPaths, settings: Settings) -> tuple[Any, ...]:
         execution = paths.read_spec()["execution"]
         return (
-            os.path.realpath(settings.python or sys.executable),
+            _resolved(settings.python or sys.executable),
             execution.get("requirements"),
             execution.get("workspace"),
             tuple(sorted((settings.environment_variables or {}).items())),
