@@ -29,6 +29,7 @@ def own_s3(tmp_path, monkeypatch):
     if server.proc is not None and server.proc.poll() is None:
         os.killpg(server.proc.pid, signal.SIGCONT)
     server.stop()
+    s3fs.S3FileSystem.clear_instance_cache()  # later tests must not reach this dead server
 
 
 @pytest.fixture

@@ -300,16 +300,26 @@ class RayBackend:
         attempt = int(status.get("attempt", 1))
         earlier = list((status.get("backend") or {}).get("submission_ids") or [])
         wanted = paths.name if attempt <= 1 and not earlier else f"{paths.name}-attempt{attempt}"
-        try:
-            submission_id = self.client.submit_job(
-                entrypoint=entrypoint,
-                submission_id=wanted,
-                runtime_env=runtime_env,
-                metadata={"remote_runtime_job": paths.name, "attempt": str(attempt)},
-            )
-        except Exception as exc:
-            doing = "could not be reached" if _unreachable(exc) else "refused the job"
-            raise _service_error(self.address, paths.name, doing, exc) from exc
+        # A head whose job agent is not up yet (just started, or busy) says so and asks
+        # to try again later: nothing was submitted, so trying again is safe, for a while.
+        give_up = time.monotonic() + self.timeout
+        pause = 0.25
+        while True:
+            try:
+                submission_id = self.client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=wanted,
+                    runtime_env=runtime_env,
+                    metadata={"remote_runtime_job": paths.name, "attempt": str(attempt)},
+                )
+                break
+            except Exception as exc:
+                if "No available agent" in str(exc) and time.monotonic() + pause < give_up:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 2.0)
+                    continue
+                doing = "could not be reached" if _unreachable(exc) else "refused the job"
+                raise _service_error(self.address, paths.name, doing, exc) from exc
         paths.write_status(
             JobState.PENDING,
             backend={
