@@ -456,17 +456,7 @@ def _run_function(
     if (refused := _refused_folder(paths, "results")) is not None:
         return refused
     try:
-        _final(
-            paths,
-            "writing the result",
-            lambda: rc.save(
-                value,
-                paths.bundle("results"),
-                key=key,
-                purpose=J.purpose(paths.name, "results"),
-                storage_options=paths.store.storage_options or None,
-            ),
-        )
+        _save_outcome(paths, key, "results", value)
     except rc.SerializationError as exc:
         renamed = type(exc)(_rename_root(str(exc), "return value"))
         return _write_exception(paths, key, renamed)
@@ -478,12 +468,31 @@ def _run_function(
     return J.EXIT_OK
 
 
+def _save_outcome(paths: J.JobPaths, key: bytes | None, role: str, value: Any) -> None:
+    """Write ``results/`` or ``exception/``, signed for this job and role, retried while
+    the store is down (``_final``)."""
+    import remote_codecs as rc
+
+    from . import job as J
+
+    _final(
+        paths,
+        f"writing the {role}",
+        lambda: rc.save(
+            value,
+            paths.bundle(role),
+            key=key,
+            purpose=J.purpose(paths.name, role),
+            storage_options=paths.store.storage_options or None,
+        ),
+    )
+
+
 def _rename_root(message: str, root: str) -> str:
     return root + message[len("value") :] if message.startswith("value") else message
 
 
 def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -> int:
-    import remote_codecs as rc
 
     from . import job as J
     from .outcome import exception_record
@@ -491,17 +500,7 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
     record = exception_record(exc)
     if (refused := _refused_folder(paths, "exception")) is not None:
         return refused
-    _final(
-        paths,
-        "writing the exception",
-        lambda: rc.save(
-            record,
-            paths.bundle("exception"),
-            key=key,
-            purpose=J.purpose(paths.name, "exception"),
-            storage_options=paths.store.storage_options or None,
-        ),
-    )
+    _save_outcome(paths, key, "exception", record)
     _final(
         paths,
         "writing the status",
