@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 KEY, SECRET = "test-key", "test-secret"
 
@@ -248,3 +249,15 @@ class SlowProxy:
     def close(self) -> None:
         self.closed.set()
         self.sock.close()
+
+
+def status_record(job_folder: Any) -> dict[str, Any]:
+    """A job's current status record, read from its ``status.json`` as the project reads
+    it (one JSON record per line; the last complete line is the status)."""
+    import os
+
+    from remote_runtime.records import parse_status
+
+    path = os.path.join(os.fspath(job_folder), "status.json")
+    with open(path, "rb") as f:
+        return parse_status(path, f.read())

@@ -12,7 +12,16 @@ from .codec import Codec
 from .errors import DeserializationError
 from .registry import Registry
 from .skeleton import decode_skeleton, encode_skeleton
-from .storage import FolderSink, FolderSource, Sink, Source, ZipSink, ZipSource, resolve
+from .storage import (
+    FolderSink,
+    FolderSource,
+    Sink,
+    Source,
+    TooLarge,
+    ZipSink,
+    ZipSource,
+    resolve,
+)
 
 __all__ = ["default_registry", "dumps", "inspect", "load", "loads", "register", "reject", "save"]
 
@@ -104,6 +113,25 @@ def dumps(
     return sink.getvalue()
 
 
+def dumps_if_small(
+    obj: Any,
+    max_size: int,
+    *,
+    key: Key | None = None,
+    purpose: str | None = None,
+    registry: Registry | None = None,
+) -> bytes | None:
+    """:func:`dumps`, or None as soon as the parts pass ``max_size`` bytes (nothing large
+    is buffered: the caller then saves the value as a folder). For runtimes choosing the
+    single-file form for small values."""
+    sink = ZipSink(max_size)
+    try:
+        _encode(obj, sink, key, registry, purpose)
+    except TooLarge:
+        return None
+    return sink.getvalue()
+
+
 VersionMismatch = bool | Literal["verify"]
 
 
@@ -138,9 +166,11 @@ def loads(
     purpose: str | None = None,
     registry: Registry | None = None,
     options: Mapping[str, Any] | None = None,
+    name: str | None = None,
 ) -> Any:
     """Decode a bundle made by :func:`dumps`. With ``key``, the signature must match;
-    with ``purpose``, the bundle must have been written for that purpose.
+    with ``purpose``, the bundle must have been written for that purpose. ``name`` (a
+    file name, say) names the bytes in error messages.
 
     ``allow_pickle=False`` never unpickles anything: a bundle that needs pickle is refused.
     ``map_location`` places torch tensors (default: the CPU); ``trusted`` names extra
@@ -151,7 +181,8 @@ def loads(
     record one). ``options`` are handed to third-party codecs as they are.
     """
     opts = _options(map_location, trusted, allow_version_mismatch, options)
-    return _decode(lambda: ZipSource(data), key, allow_pickle, registry, opts, purpose)
+    description = name or "<bytes>"
+    return _decode(lambda: ZipSource(data, description), key, allow_pickle, registry, opts, purpose)
 
 
 def _fs(

@@ -441,15 +441,20 @@ class _Spool(io.RawIOBase):
 class ZipSink(Sink):
     """A bundle as one zip (stored, not compressed) held in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int | None = None) -> None:
         import zipfile
 
         self.buffer = io.BytesIO()
         self._zip = zipfile.ZipFile(self.buffer, "w", zipfile.ZIP_STORED)
         self._current: HashingWriter | None = None
+        self.max_size = max_size
+        self._written = 0
 
     def open(self, name: str) -> HashingWriter:
-        return HashingWriter(self._zip.open(name, "w", force_zip64=True), name)  # type: ignore[arg-type]
+        raw = self._zip.open(name, "w", force_zip64=self.max_size is None)
+        if self.max_size is not None:
+            raw = _Bounded(raw, self)  # type: ignore[assignment]
+        return HashingWriter(raw, name)  # type: ignore[arg-type]
 
     def commit(self, manifest: bytes) -> None:
         self._zip.writestr(MANIFEST, manifest)
@@ -463,6 +468,31 @@ class ZipSink(Sink):
 
     def getvalue(self) -> bytes:
         return self.buffer.getvalue()
+
+
+class TooLarge(BaseException):
+    """A bounded ZipSink (``max_size``) was handed more bytes than its bound. (A
+    BaseException: codecs and the skeleton encoder turn ordinary exceptions into
+    SerializationError, and this one must reach ``dumps_if_small`` as it is.)"""
+
+
+class _Bounded:
+    """A zip member writer that refuses, before buffering them, the bytes that would take
+    its sink past ``max_size`` (so a large part never lands in memory)."""
+
+    def __init__(self, raw: BinaryIO, sink: ZipSink) -> None:
+        self._raw, self._sink = raw, sink
+
+    def write(self, data: Any) -> int:
+        n = len(as_bytes_view(data))
+        self._sink._written += n
+        assert self._sink.max_size is not None
+        if self._sink._written > self._sink.max_size:
+            raise TooLarge
+        return self._raw.write(data)
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 # -- sources ----------------------------------------------------------------------------

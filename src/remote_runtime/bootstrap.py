@@ -62,7 +62,15 @@ EXIT_ENVIRONMENT = 3  # (also in job.py, which this module cannot import before 
 def _precheck(job_uri: str) -> int | None:
     """With the standard library only: refuse an interpreter whose major.minor differs
     from the client's, before anything is imported or unpickled."""
-    from .records import JobRecordError, check_real_folder, read_local_record
+    from .records import (
+        MAX_RECORD,
+        JobRecordError,
+        check_real_folder,
+        parse_status,
+        read_local_file,
+        read_local_record,
+        status_line,
+    )
 
     root, name = split_job_uri(job_uri)
     if "://" in root and not root.startswith("file://"):
@@ -83,7 +91,7 @@ def _precheck(job_uri: str) -> int | None:
     )
     status_path = os.path.join(folder, "status.json")
     try:
-        status = read_local_record(status_path)
+        status = parse_status(status_path, read_local_file(status_path, MAX_RECORD))
     except (OSError, JobRecordError):
         status = {}
     status.update(
@@ -101,8 +109,8 @@ def _precheck(job_uri: str) -> int | None:
     )
     tmp = f"{status_path}.tmp-{os.urandom(8).hex()}"  # a new file, never through a link
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    with os.fdopen(os.open(tmp, flags, 0o644), "w") as f:
-        json.dump(status, f)
+    with os.fdopen(os.open(tmp, flags, 0o644), "wb") as f:
+        f.write(status_line(status))
     os.replace(tmp, status_path)
     print(f"remote-runtime: job {name} failed: RuntimeEnvironmentError: {message}", file=sys.stderr)
     return EXIT_ENVIRONMENT
@@ -411,18 +419,11 @@ def _run_function(
     from . import job as J
 
     try:
-        function = rc.load(
-            paths.bundle("function"),
-            key=key,
-            purpose=J.purpose(paths.name, "function"),
-            storage_options=paths.store.storage_options or None,
-        )
-        arguments = rc.load(
-            paths.bundle("arguments"),
-            key=key,
-            purpose=J.purpose(paths.name, "arguments"),
+        function = paths.load_bundle("function", key)
+        arguments = paths.load_bundle(
+            "arguments",
+            key,
             options={"trusted": J.VERIFIED_TRUST},  # verified with the job's key: the client's
-            storage_options=paths.store.storage_options or None,
         )
         args, kwargs = arguments["args"], arguments["kwargs"]
         if not callable(function) or type(args) is not list or type(kwargs) is not dict:
@@ -471,21 +472,7 @@ def _run_function(
 def _save_outcome(paths: J.JobPaths, key: bytes | None, role: str, value: Any) -> None:
     """Write ``results/`` or ``exception/``, signed for this job and role, retried while
     the store is down (``_final``)."""
-    import remote_codecs as rc
-
-    from . import job as J
-
-    _final(
-        paths,
-        f"writing the {role}",
-        lambda: rc.save(
-            value,
-            paths.bundle(role),
-            key=key,
-            purpose=J.purpose(paths.name, role),
-            storage_options=paths.store.storage_options or None,
-        ),
-    )
+    _final(paths, f"writing the {role}", lambda: paths.save_bundle(role, value, key))
 
 
 def _rename_root(message: str, root: str) -> str:

@@ -109,7 +109,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    import remote_codecs as rc
 
     # Every string below comes from the job folder, which others may write: each goes
     # through _p (records.printable), so no escape sequence reaches the terminal.
@@ -149,12 +148,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("  settings   " + _p(json.dumps(settings, sort_keys=True, default=repr)))
     for which in ("function", "arguments", "results", "exception"):
         if job.paths.has_bundle(which):
-            text = str(
-                rc.inspect(
-                    job.paths.bundle(which), storage_options=job.paths.store.storage_options or None
-                )
-            )
-            print(f"\n{which}/\n" + "\n".join("  " + _p(line) for line in text.splitlines()))
+            one_file = job.paths.store.exists(job.paths.bundle_file(which))
+            text = str(job.paths.inspect_bundle(which))
+            label = f"{which}.bundle" if one_file else f"{which}/"
+            print(f"\n{label}\n" + "\n".join("  " + _p(line) for line in text.splitlines()))
     return 0
 
 

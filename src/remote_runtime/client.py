@@ -164,31 +164,18 @@ def _prepare_job(
     name = J.make_job_name(settings.job_name_prefix, fallback=getattr(fn, "__name__", "job"))
     paths = J.JobPaths(store, name)
     key = job_key(name)
-    so = store.storage_options or None
     then = "Nothing half-written is visible: submit the call again once the store answers."
     try:
         with store.guard("writing the job's folder", job=name, then=then):
             try:
-                rc.save(
-                    {"args": list(args), "kwargs": kwargs},
-                    paths.bundle("arguments"),
-                    key=key,
-                    purpose=J.purpose(name, "arguments"),
-                    storage_options=so,
-                )
+                paths.save_bundle("arguments", {"args": list(args), "kwargs": kwargs}, key)
             except rc.SerializationError as exc:
                 raise _rename(
                     exc,
                     {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"},
                 ) from None
             try:
-                rc.save(
-                    fn,
-                    paths.bundle("function"),
-                    key=key,
-                    purpose=J.purpose(name, "function"),
-                    storage_options=so,
-                )
+                paths.save_bundle("function", fn, key)
             except rc.SerializationError as exc:
                 raise _rename(exc, {"value": "function"}) from None
             execution: dict[str, Any] = {
@@ -517,20 +504,14 @@ class Job:
     def _load(self, role: str) -> Any:
         """A verified bundle of this job. Without the job's key nothing can be verified,
         so nothing is unpickled: plain data loads, anything that needs pickle is refused."""
-        so = self.paths.store.storage_options or None
-        uri = self.paths.bundle(role)
         if self.key is not None:
-            return rc.load(
-                uri,
-                key=self.key,
-                purpose=J.purpose(self.name, role),
+            return self.paths.load_bundle(
+                role,
+                self.key,
                 options={"trusted": J.VERIFIED_TRUST},  # (verified_trust(), imported on use)
-                storage_options=so,
             )
         try:
-            return rc.load(
-                uri, allow_pickle=False, purpose=J.purpose(self.name, role), storage_options=so
-            )
+            return self.paths.load_bundle(role, None, allow_pickle=False)
         except rc.IntegrityError:
             raise
         except rc.DeserializationError as exc:

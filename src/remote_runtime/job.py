@@ -14,10 +14,14 @@ from typing import Any
 from .records import (
     MAX_RECORD,
     JobRecordError,
+    append_local_status,
     check_real_folder,
     kind_of,
     parse_record,
+    parse_status,
+    read_local_file,
     read_local_record,
+    status_line,
 )
 from .store import Store
 
@@ -169,13 +173,97 @@ class JobPaths:
         for sub in subfolders:
             check_real_folder(self._p(sub), f"{sub}/ folder")
 
+    # -- bundles: function, arguments, results, exception ---------------------------------
+    #
+    # A small value is one file, ``<role>.bundle`` (remote_codecs.dumps: a stored zip of
+    # the manifest and parts, published with one rename or one PUT); a larger one is a
+    # bundle folder ``<role>/``. Either is signed for its job and role.
+
     def bundle(self, which: str) -> str:
         """The URI of a bundle folder: function, arguments, results or exception."""
-        assert which in ("function", "arguments", "results", "exception")
+        assert which in ROLES
         return self.store.uri_of(self.name, which)
 
+    def bundle_file(self, which: str) -> str:
+        """The path of a single-file bundle: ``<job>/<which>.bundle``."""
+        assert which in ROLES
+        return self._p(f"{which}.bundle")
+
     def has_bundle(self, which: str) -> bool:
-        return self.store.exists(self._p(which, "manifest.json"))
+        return self.store.exists(self.bundle_file(which)) or self.store.exists(
+            self._p(which, "manifest.json")
+        )
+
+    def save_bundle(self, which: str, value: Any, key: bytes | None) -> None:
+        """Write ``value`` as this job's ``which`` bundle, signed with ``key`` for this job
+        and role: one file when it is small, else a bundle folder. SerializationError
+        (nothing written) when it cannot travel."""
+        import remote_codecs as rc
+        from remote_codecs.api import dumps_if_small
+
+        why = purpose(self.name, which)
+        data = dumps_if_small(value, SMALL_BUNDLE, key=key, purpose=why)
+        if data is None:
+            rc.save(
+                value,
+                self.bundle(which),
+                key=key,
+                purpose=why,
+                storage_options=self.store.storage_options or None,
+            )
+        elif self.store.local:
+            _publish_local(self.bundle_file(which), data)
+        else:
+            self.store.write_bytes(self.bundle_file(which), data)
+
+    def load_bundle(self, which: str, key: bytes | None, **options: Any) -> Any:
+        """This job's ``which`` bundle, verified (with ``key``: its signature) and checked
+        to be written for this job and role; ``options`` are those of remote_codecs.load.
+        FileNotFoundError when there is none."""
+        import remote_codecs as rc
+
+        why = purpose(self.name, which)
+        data = self._bundle_bytes(which)
+        if data is not None:
+            return rc.loads(
+                data, key=key, purpose=why, name=f"{self.name}/{which}.bundle", **options
+            )
+        return rc.load(
+            self.bundle(which),
+            key=key,
+            purpose=why,
+            storage_options=self.store.storage_options or None,
+            **options,
+        )
+
+    def inspect_bundle(self, which: str) -> Any:
+        """The manifest of this job's ``which`` bundle (remote_codecs.inspect)."""
+        import remote_codecs as rc
+
+        data = self._bundle_bytes(which)
+        if data is not None:
+            return rc.inspect(data)
+        return rc.inspect(self.bundle(which), storage_options=self.store.storage_options or None)
+
+    def _bundle_bytes(self, which: str) -> bytes | None:
+        """The bytes of ``<which>.bundle`` (None when there is none): a regular file, never
+        read through a link, never larger than a single-file bundle may be."""
+        import remote_codecs as rc
+
+        path = self.bundle_file(which)
+        try:
+            if self.store.local:
+                return read_local_file(path, MAX_BUNDLE_FILE)
+            size = self.store.size(path)
+            if size > MAX_BUNDLE_FILE:
+                raise JobRecordError(f"{path}: {size} bytes, more than it may hold")
+            return self.store.read_bytes(path)
+        except FileNotFoundError:
+            return None
+        except JobRecordError as exc:
+            raise rc.IntegrityError(
+                f"{exc} (a single-file bundle is at most {MAX_BUNDLE_FILE} bytes)"
+            ) from None
 
     # -- records --------------------------------------------------------------------
 
@@ -217,8 +305,22 @@ class JobPaths:
         except JobRecordError as exc:
             return {"state": JobState.UNKNOWN, "unreadable": str(exc)}
 
-    def _read_status_strict(self) -> dict[str, Any]:
-        status = self._read_record(self.status)
+    def _status_bytes(self) -> bytes:
+        """The bytes of status.json (FileNotFoundError when absent; JobRecordError when it
+        is not a small regular file)."""
+        if self.store.local:
+            return read_local_file(self.status, MAX_RECORD)
+        size = self.store.size(self.status)
+        if size > MAX_RECORD:
+            raise JobRecordError(
+                f"{self.status}: {size} bytes, more than a record may hold ({MAX_RECORD})"
+            )
+        return self.store.read_bytes(self.status)
+
+    def _read_status_strict(self, data: bytes | None = None) -> dict[str, Any]:
+        if data is None:
+            data = self._status_bytes()
+        status = parse_status(self.status, data)
         for field, types in _STATUS_FIELDS.items():
             value = status.get(field)
             if value is not None and (
@@ -236,8 +338,10 @@ class JobPaths:
         """Merge ``fields`` into status.json and set ``state`` (with a timestamp). A
         record that cannot be read is replaced; a folder that is a link is refused."""
         self.check_folder()
+        previous = b""
         try:
-            current = self._read_status_strict()
+            previous = self._status_bytes()
+            current = self._read_status_strict(previous)
         except (FileNotFoundError, JobRecordError):
             current = {}
         now = time.time()
@@ -250,8 +354,39 @@ class JobPaths:
             current.setdefault("started", now)
         if state in JobState.TERMINAL:
             current.setdefault("ended", now)
-        self.store.write_json(self.status, current)
+        if not (
+            self.store.local and previous and append_local_status(self.status, current, previous)
+        ):
+            self.store.write_bytes(self.status, status_line(current))
         return current
+
+
+ROLES = ("function", "arguments", "results", "exception")
+SMALL_BUNDLE = 1 << 20  # bytes of parts up to which a bundle is one file
+MAX_BUNDLE_FILE = SMALL_BUNDLE + (64 << 20) + (1 << 20)  # parts + largest manifest + zip records
+
+
+def _publish_local(path: str, data: bytes) -> None:
+    """Write ``data`` at local ``path`` in one step: a new file beside it (never opened
+    through a link), renamed into place; a reader sees no file or the whole file."""
+    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.urandom(6).hex()}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:  # the job's folder is made by its first file
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 _resolved_roots: set[str] = set()  # roots whose job folders were found to resolve inside

@@ -21,11 +21,15 @@ from typing import Any
 __all__ = [
     "MAX_RECORD",
     "JobRecordError",
+    "append_local_status",
     "check_real_folder",
     "kind_of",
     "parse_record",
+    "parse_status",
     "printable",
+    "read_local_file",
     "read_local_record",
+    "status_line",
 ]
 
 MAX_RECORD = 8 * 1024 * 1024  # bytes; job.json and status.json are a few KB
@@ -55,6 +59,13 @@ def parse_record(path: str, data: bytes, limit: int = MAX_RECORD) -> dict[str, A
 def read_local_record(path: str, limit: int = MAX_RECORD) -> dict[str, Any]:
     """Read the record at local ``path``: a regular file (never followed through a link,
     never a FIFO or device), at most ``limit`` bytes. FileNotFoundError when absent."""
+    return parse_record(path, read_local_file(path, limit), limit)
+
+
+def read_local_file(path: str, limit: int) -> bytes:
+    """The bytes of the regular file at local ``path`` (never followed through a link,
+    never a FIFO or device), at most ``limit`` of them, else JobRecordError naming it.
+    FileNotFoundError when absent."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     try:
@@ -70,9 +81,7 @@ def read_local_record(path: str, limit: int = MAX_RECORD) -> dict[str, Any]:
         if not stat.S_ISREG(info.st_mode):
             raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
         if info.st_size > limit:
-            raise JobRecordError(
-                f"{path}: {info.st_size} bytes, more than a record may hold ({limit})"
-            )
+            raise JobRecordError(f"{path}: {info.st_size} bytes, more than it may hold ({limit})")
         chunks = []
         left = limit + 1
         while left > 0:
@@ -83,7 +92,68 @@ def read_local_record(path: str, limit: int = MAX_RECORD) -> dict[str, Any]:
             left -= len(chunk)
     finally:
         os.close(fd)
-    return parse_record(path, b"".join(chunks), limit)
+    if left <= 0:  # it grew past the limit while it was read
+        raise JobRecordError(f"{path}: more than {limit} bytes, more than it may hold")
+    return b"".join(chunks)
+
+
+# -- status.json: one record per transition --------------------------------------------
+#
+# status.json holds one JSON object per line; the last complete line (ending in a
+# newline) is the job's status. Locally each transition appends one line with a single
+# write (no file is replaced: a replace costs ~0.2 ms on ext4, an append ~5 us); the first
+# record, and a log past STATUS_COMPACT bytes, are written whole, atomically. Object stores
+# (no append) write the whole file, one line. A file without a newline is a record written
+# whole by an earlier version.
+
+STATUS_COMPACT = 64 * 1024  # bytes of status.json past which it is rewritten as one line
+
+
+def parse_status(path: str, data: bytes, limit: int = MAX_RECORD) -> dict[str, Any]:
+    """The current record of the status log ``data`` (the bytes of ``path``), or
+    JobRecordError. Bytes after the last newline are an append still being written (or
+    cut by a crash): they are not a record yet."""
+    end = data.rfind(b"\n")
+    if end == -1:
+        return parse_record(path, data, limit)
+    for line in reversed(data[:end].split(b"\n")):
+        if line.strip():
+            return parse_record(path, line, limit)
+    raise JobRecordError(f"{path}: no record in it")
+
+
+def status_line(record: dict[str, Any]) -> bytes:
+    """One record of the status log, as written (sorted keys, one line)."""
+    return json.dumps(record, sort_keys=True).encode() + b"\n"
+
+
+def append_local_status(path: str, record: dict[str, Any], previous: bytes) -> bool:
+    """Append ``record`` to the local status log at ``path`` whose content was
+    ``previous``; False when it must be written whole instead (the file is gone, or has
+    grown past STATUS_COMPACT). Never through a link, never into anything but a regular
+    file (JobRecordError)."""
+    if len(previous) > STATUS_COMPACT:
+        return False
+    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise JobRecordError(f"{path} is a symbolic link: records are never followed") from None
+        raise JobRecordError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise JobRecordError(f"{path} is {kind_of(mode)}, not a regular file")
+        line = status_line(record)
+        if previous and not previous.endswith(b"\n"):
+            line = b"\n" + line  # after a record written whole, or a cut append
+        os.write(fd, line)  # one write: appends are never interleaved
+    finally:
+        os.close(fd)
+    return True
 
 
 def check_real_folder(path: str, what: str = "folder") -> bool:

@@ -32,6 +32,7 @@ from remote_runtime import (
     list_futures,
     remote,
 )
+from servers import status_record
 
 QUIET = {"stream_logs": False}
 
@@ -45,14 +46,11 @@ def square(x):
 
 
 def job_states(root):
-    import json
 
     if not root.exists():
         return {}
     return {
-        p.name: json.loads((p / "status.json").read_text())["state"]
-        for p in root.iterdir()
-        if (p / "status.json").exists()
+        p.name: status_record(p)["state"] for p in root.iterdir() if (p / "status.json").exists()
     }
 
 

@@ -4,7 +4,6 @@ case ends in a final state and a typed error (or the value) within a generous bo
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from remote_runtime import (
 )
 from remote_runtime.client import Job, prepare_job
 from remote_runtime.settings import resolve_settings
-from servers import pause, resume
+from servers import pause, resume, status_record
 
 BOUND = 90  # seconds: a generous bound on any wait for a first error
 
@@ -39,7 +38,7 @@ def wait_for(predicate, seconds: float = 60, what: str = "a condition"):
 
 def status_of(server, name: str) -> dict:
     try:
-        return json.loads((server.root / name / "status.json").read_text())
+        return status_record(server.root / name)
     except (OSError, ValueError):
         return {}
 

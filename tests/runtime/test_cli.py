@@ -11,6 +11,7 @@ import time
 import pytest
 
 from remote_runtime import RemoteExecutor
+from servers import status_record
 
 
 def cli(*args, check=True):
@@ -55,8 +56,8 @@ def test_list_show_logs_result(jobs):
     show = cli("jobs", "show", ok).stdout
     assert (
         "test_cli.shout" in show
-        and "results/" in show
-        and "arguments/" in show
+        and "results.bundle" in show
+        and "arguments.bundle" in show
         and "skeleton" in show
     )
     assert "shouting hi" in cli("jobs", "logs", ok).stdout
@@ -94,7 +95,7 @@ def test_gc(jobs, job_root):
     old = time.time() - 3 * 86400
     for name in (ok, bad):
         path = job_root / name / "status.json"
-        status = json.loads(path.read_text())
+        status = status_record(path.parent)
         status["ended"] = old
         path.write_text(json.dumps(status))
     out = cli("gc", "--older-than", "2d", "--dry-run").stdout

@@ -17,7 +17,7 @@ import pytest
 
 import remote_codecs as rc
 from remote_runtime import Future, RemoteExecutor, SerializationError, get_future, list_futures
-from servers import live_children
+from servers import live_children, status_record
 
 
 def square(x):
@@ -118,7 +118,7 @@ def test_cancel_pending_and_running(tmp_path, job_root):
         assert queued.status() == "Stopped"
     time.sleep(0.3)
     assert not marker.exists()
-    pid = json.loads((job_root / running.job_name / "status.json").read_text()).get("pid")
+    pid = status_record(job_root / running.job_name).get("pid")
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
 
@@ -208,7 +208,7 @@ def test_warm_jobs_still_have_folders_logs_and_exceptions(job_root):
             f.result()
         assert "fail" in f.exception().remote_traceback
     for name in os.listdir(job_root):
-        status = json.loads((job_root / name / "status.json").read_text())
+        status = status_record(job_root / name)
         assert status["state"] in ("Completed", "Failed") and status["worker"] is True
 
 

@@ -24,6 +24,7 @@ from remote_runtime import (
 )
 from remote_runtime.client import Job, prepare_job
 from remote_runtime.settings import resolve_settings
+from servers import status_record
 
 
 def add(x, y):
@@ -154,7 +155,7 @@ def test_max_runtime_stops_the_job(job_root):
         remote(max_runtime_in_seconds=1, stream_logs=False)(sleeper)(60)
     assert time.monotonic() - t < 20
     (job,) = job_root.iterdir()
-    status = json.loads((job / "status.json").read_text())
+    status = status_record(job)
     assert status["state"] == "Failed" and status["timed_out"]
 
 
@@ -221,13 +222,10 @@ def test_interrupting_the_caller_leaves_the_job_running(tmp_path, job_root):
     _, err = proc.communicate(timeout=30)
     (job,) = job_root.iterdir()
     assert f"job {job.name} keeps running" in err and "get_future" in err
-    status_path = job / "status.json"
     deadline = time.monotonic() + 30
-    while (
-        json.loads(status_path.read_text())["state"] != "Completed" and time.monotonic() < deadline
-    ):
+    while status_record(job)["state"] != "Completed" and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert json.loads(status_path.read_text())["state"] == "Completed"
+    assert status_record(job)["state"] == "Completed"
     from remote_runtime.client import recall_key
 
     assert rc.load(job / "results", key=recall_key(job.name)) == "done"

@@ -13,6 +13,7 @@ import pytest
 
 import remote_runtime
 from remote_runtime import RemoteFunctionError, SerializationError, remote
+from servers import status_record
 
 
 def matrix_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -40,7 +41,7 @@ def test_matrix_multiply_example(job_root):
     ]
     spec = json.loads((job / "job.json").read_text())
     assert spec["settings"]["instance_type"] == "ml.m5.large"
-    assert json.loads((job / "status.json").read_text())["state"] == "Completed"
+    assert status_record(job)["state"] == "Completed"
 
 
 def test_divide_value_and_exception():

@@ -4,7 +4,6 @@ Ray cluster (a Ray head on 127.0.0.1) with their folders on that server."""
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from remote_runtime import RemoteExecutor, ServiceError, get_future, list_futures, remote
+from servers import status_record
 
 FAST_FAIL = {
     "config_kwargs": {"connect_timeout": 2, "read_timeout": 10, "retries": {"max_attempts": 1}}
@@ -50,7 +50,7 @@ def test_remote_call_with_the_root_on_s3(s3_root):
     jobs = sorted(p.name for p in s3_root.iterdir())
     assert len(jobs) == 3
     done = next(j for j in jobs if j.startswith("divide") and (s3_root / j / "results").exists())
-    status = json.loads((s3_root / done / "status.json").read_text())
+    status = status_record(s3_root / done)
     assert status["state"] == "Completed"
     assert (s3_root / done / "results" / "manifest.json").exists()
     assert "dividing 10 by 5" in (s3_root / done / "logs" / "stdout.log").read_text()
@@ -147,7 +147,7 @@ def test_examples_on_ray(on_ray, s3_root):
     job = next(
         p for p in s3_root.iterdir() if p.name.startswith("divide") and (p / "exception").exists()
     )
-    status = json.loads((job / "status.json").read_text())
+    status = status_record(job)
     assert status["backend"]["name"] == "ray" and status["state"] == "Failed"
     assert "dividing 10 by 0" in (job / "logs" / "stdout.log").read_text()
 

@@ -25,6 +25,7 @@ from attacks import Blocked, Box, bounded, evil_pickle, refusal
 
 import remote_codecs as rc
 from remote_runtime import RemoteRuntimeError, get_future, remote
+from servers import status_record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -439,7 +440,7 @@ def test_cancel_does_not_signal_a_pid_planted_in_status_json(job_root, jobs):
     victim = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         path = job_root / name / "status.json"
-        status = json.loads(path.read_text())
+        status = status_record(path.parent)
         status.update(state="Running", pid=victim.pid)
         for k in ("pgid", "process_group"):
             if k in status:

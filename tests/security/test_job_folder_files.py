@@ -17,6 +17,7 @@ import pytest
 
 import remote_codecs as rc
 from remote_runtime import RemoteExecutor, get_future
+from servers import status_record
 
 
 def cli(*args):
@@ -190,7 +191,7 @@ def test_a_job_folder_replaced_by_a_link_is_not_written_through(job_root, tmp_pa
     assert isinstance(exc, ValueError) and "symbolic link" in str(exc), exc
     assert not (moved / "results").exists()
     assert not (moved / "logs" / "stdout.log").exists()
-    assert json.loads((moved / "status.json").read_text())["state"] == "Pending"
+    assert status_record(moved)["state"] == "Pending"
 
 
 # -- junk records -----------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\r\u202e"
 
 def test_show_and_list_print_no_escape_sequence_from_the_folder(job_root, ended_job):
     status_path = job_root / ended_job / "status.json"
-    status = json.loads(status_path.read_text())
+    status = status_record(status_path.parent)
     status.update(
         host=f"host{ESCAPES}",
         stage=f"stage{ESCAPES}",
@@ -314,7 +315,7 @@ def test_show_and_list_print_no_escape_sequence_from_the_folder(job_root, ended_
 
 def test_cancel_prints_no_escape_sequence_from_the_folder(job_root, ended_job):
     status_path = job_root / ended_job / "status.json"
-    status = json.loads(status_path.read_text())
+    status = status_record(status_path.parent)
     status.update(state="InProgress", pid=4194303, host=f"elsewhere{ESCAPES}")
     status_path.write_text(json.dumps(status))
     out = cli("jobs", "cancel", ended_job)
@@ -328,7 +329,7 @@ def test_a_huge_error_message_is_clipped_in_the_status(job_root):
         f = ex.submit(throw, "x" * 5_000_000)
         exc = f.exception()
     assert isinstance(exc, ValueError) and len(str(exc)) == 5_000_000  # whole, from exception/
-    status = json.loads((job_root / f.job_name / "status.json").read_text())
+    status = status_record(job_root / f.job_name)
     assert len(status["error"]["message"]) < 100_000 and f.status() == "Failed"
     assert cli("jobs", "show", f.job_name).returncode == 0
 

@@ -17,6 +17,7 @@ import uuid
 import pytest
 
 from remote_runtime import RemoteExecutor, get_future
+from servers import status_record
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -78,7 +79,7 @@ def eventually_none_running(argv, seconds=20.0):
 
 def plant_status(root, name, **fields):
     path = root / name / "status.json"
-    status = json.loads(path.read_text())
+    status = status_record(path.parent)
     status.update(fields)
     path.write_text(json.dumps(status))
 
