@@ -261,3 +261,43 @@ def status_record(job_folder: Any) -> dict[str, Any]:
     path = os.path.join(os.fspath(job_folder), "status.json")
     with open(path, "rb") as f:
         return parse_status(path, f.read())
+
+
+# -- job bundles, in either form (a small value is one file, <role>.bundle; a larger one
+# a folder, <role>/: see JobPaths.save_bundle) ------------------------------------------
+
+
+def bundle_of(job_folder: Any, role: str) -> Path:
+    """The path of a job's ``role`` bundle: ``<role>.bundle`` or the folder ``<role>/``."""
+    one = Path(job_folder) / f"{role}.bundle"
+    return one if os.path.lexists(one) else Path(job_folder) / role
+
+
+def remove_bundle(job_folder: Any, role: str) -> None:
+    """Remove a job's ``role`` bundle, in whichever form(s) it is."""
+    for path in (Path(job_folder) / f"{role}.bundle", Path(job_folder) / role):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            path.unlink()
+
+
+def copy_bundle(src: Any, dst_folder: Any, role: str) -> None:
+    """Put bundle ``src`` (a file or a folder) in place of ``dst_folder``'s ``role`` bundle."""
+    src = Path(src)
+    remove_bundle(dst_folder, role)
+    if src.is_dir():
+        shutil.copytree(src, Path(dst_folder) / role)
+    else:
+        shutil.copyfile(src, Path(dst_folder) / f"{role}.bundle")
+
+
+def plant_bundle(job_folder: Any, role: str, value: Any, **dumps: Any) -> Path:
+    """Write ``value`` (remote_codecs.dumps(value, **dumps)) as a job's ``role`` bundle,
+    as one file, the form the project writes for small values; return its path."""
+    import remote_codecs as rc
+
+    remove_bundle(job_folder, role)
+    path = Path(job_folder) / f"{role}.bundle"
+    path.write_bytes(rc.dumps(value, **dumps))
+    return path

@@ -784,7 +784,8 @@ class ZipSource(Source):
         self._length = len(memoryview(data).cast("B")) if not isinstance(data, bytes) else len(data)
         try:
             self._zip = zipfile.ZipFile(io.BytesIO(data))
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        except Exception as exc:  # BadZipFile, but also NotImplementedError ("zip file
+            # version 6.5" for a flipped byte of the directory), struct.error, EOFError ...
             raise DeserializationError(
                 f"{description} is not a bundle (not a valid bundle zip: {exc})"
             ) from None

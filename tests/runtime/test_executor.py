@@ -17,7 +17,7 @@ import pytest
 
 import remote_codecs as rc
 from remote_runtime import Future, RemoteExecutor, SerializationError, get_future, list_futures
-from servers import live_children, status_record
+from servers import live_children, plant_bundle, status_record
 
 
 def square(x):
@@ -287,7 +287,7 @@ def test_reattach_from_a_new_process(tmp_path, job_root):
 def test_listing_does_not_decode_results(job_root):
     with RemoteExecutor(stream_logs=False) as ex:
         name = ex.submit(square, 4).job_name
-    rc.save("forged", job_root / name / "results", key=b"attacker")
+    plant_bundle(job_root / name, "results", "forged", key=b"attacker")
     (future,) = list(list_futures(name))
     assert future.done() and future.status() == "Completed"
     with pytest.raises(rc.IntegrityError):

@@ -24,31 +24,47 @@ from remote_runtime import (
 )
 from remote_runtime.client import Job, prepare_job
 from remote_runtime.settings import resolve_settings
-from servers import status_record
+from servers import plant_bundle, remove_bundle, status_record
 
 
 def add(x, y):
     return x + y
 
 
-def _flip_first_part(folder):
-    part = sorted(p for p in folder.iterdir() if p.name != "manifest.json")[0]
-    data = bytearray(part.read_bytes())
-    data[-1] ^= 0xFF
-    part.write_bytes(bytes(data))
+def _rewrite_member(path, member, change):
+    """Rewrite one file inside a single-file bundle (a zip) with ``change(bytes)``."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    files[member] = change(files[member])
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    path.write_bytes(buf.getvalue())
+
+
+def _flip_last_byte(data):
+    return data[:-1] + bytes([data[-1] ^ 0xFF])
 
 
 @pytest.mark.parametrize("bundle", ["function", "arguments"])
 def test_tampered_inputs_make_the_job_refuse(job_root, bundle):
     settings = resolve_settings({"stream_logs": False})
     paths, key = prepare_job(add, (1, 2), {}, settings)
-    folder = job_root / paths.name / bundle
+    path = job_root / paths.name / f"{bundle}.bundle"
     if bundle == "arguments":  # a JSON bundle: rewrite the value in the manifest
-        m = json.loads((folder / "manifest.json").read_text())
-        m["skeleton"]["value"]["args"] = [100, 200]
-        (folder / "manifest.json").write_text(json.dumps(m))
+
+        def change(data):
+            m = json.loads(data)
+            m["skeleton"]["value"]["args"] = [100, 200]
+            return json.dumps(m).encode()
+
+        _rewrite_member(path, "manifest.json", change)
     else:
-        _flip_first_part(folder)
+        _rewrite_member(path, "skeleton.pkl", _flip_last_byte)
     job = Job(paths, key, settings)
     job.launch()
     with pytest.raises(DeserializationError, match="refused its inputs"):
@@ -59,7 +75,9 @@ def test_tampered_inputs_make_the_job_refuse(job_root, bundle):
 def test_forged_arguments_signed_with_another_key_are_refused(job_root):
     settings = resolve_settings({"stream_logs": False})
     paths, key = prepare_job(add, (1, 2), {}, settings)
-    rc.save({"args": [100, 200], "kwargs": {}}, paths.bundle("arguments"), key=b"attacker")
+    plant_bundle(
+        job_root / paths.name, "arguments", {"args": [100, 200], "kwargs": {}}, key=b"attacker"
+    )
     job = Job(paths, key, settings)
     job.launch()
     with pytest.raises(IntegrityError, match="signature"):
@@ -85,14 +103,18 @@ def test_tampered_results_make_the_caller_refuse(job_root):
     job = Job(paths, key, settings)
     job.launch()
     assert job.wait(60)
-    results = job_root / paths.name / "results"
-    rc.save("forged", paths.bundle("results"))  # unsigned
+    folder = job_root / paths.name
+    results = plant_bundle(folder, "results", "forged")  # unsigned
     with pytest.raises(IntegrityError, match="not signed"):
         job.outcome()
+    plant_bundle(folder, "results", "forged", key=b"attacker")
+    with pytest.raises(IntegrityError, match="signature mismatch"):
+        job.outcome()
+    remove_bundle(folder, "results")  # the folder form too
     rc.save("forged", paths.bundle("results"), key=b"attacker")
     with pytest.raises(IntegrityError, match="signature mismatch"):
         job.outcome()
-    assert results.exists()
+    assert not results.exists()
 
 
 def _interpreter(version: str) -> str | None:
@@ -228,4 +250,5 @@ def test_interrupting_the_caller_leaves_the_job_running(tmp_path, job_root):
     assert status_record(job)["state"] == "Completed"
     from remote_runtime.client import recall_key
 
-    assert rc.load(job / "results", key=recall_key(job.name)) == "done"
+    data = (job / "results.bundle").read_bytes()
+    assert rc.loads(data, key=recall_key(job.name)) == "done"

@@ -32,11 +32,11 @@ def test_matrix_multiply_example(job_root):
     (job,) = job_root.iterdir()
     assert re.fullmatch(r"matrix-multiply-\d{8}-\d{9}-[0-9a-z]{4}", job.name)
     assert sorted(p.name for p in job.iterdir()) == [
-        "arguments",
-        "function",
+        "arguments.bundle",
+        "function.bundle",
         "job.json",
         "logs",
-        "results",
+        "results.bundle",
         "status.json",
     ]
     spec = json.loads((job / "job.json").read_text())
@@ -240,8 +240,9 @@ def test_polars_dataframe_through_remote_and_back(job_root):
     (job,) = job_root.iterdir()
     import remote_codecs as rc
 
-    assert [p.codec for p in rc.inspect(job / "arguments").parts] == ["polars.DataFrame/arrow"]
-    assert [p.codec for p in rc.inspect(job / "results").parts] == ["polars.DataFrame/arrow"]
+    for role in ("arguments", "results"):
+        data = (job / f"{role}.bundle").read_bytes()
+        assert [p.codec for p in rc.inspect(data).parts] == ["polars.DataFrame/arrow"]
 
 
 def _refit(model, n_estimators):

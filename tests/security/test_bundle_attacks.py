@@ -961,3 +961,24 @@ def test_bounded_helper_detects_a_blocking_fifo(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(Blocked):
         bounded(lambda: Path(fifo).read_bytes(), [fifo], limit=0.5)
+
+
+def test_every_flipped_byte_of_a_single_file_bundle_is_refused_or_harmless():
+    """Each byte of a dumps() bundle (the form jobs use for small values), flipped one at
+    a time: a typed refusal, or (zip bookkeeping no value depends on) the signed value
+    itself; never another value, never an untyped error (a flipped directory byte once
+    raised NotImplementedError("zip file version 6.5") out of loads)."""
+    value = {"x": np.arange(6), "label": "honest", "n": 3}
+    data = rc.dumps(value, key=b"k" * 32, purpose="p")
+    refused = 0
+    for at in range(len(data)):
+        flipped = bytearray(data)
+        flipped[at] ^= 0x55
+        try:
+            got = rc.loads(bytes(flipped), key=b"k" * 32, purpose="p", name="r.bundle")
+        except rc.DeserializationError as exc:
+            refused += 1
+            assert "r.bundle" in str(exc), (at, str(exc))
+            continue
+        assert got["label"] == "honest" and got["n"] == 3 and list(got["x"]) == list(range(6)), at
+    assert refused > 0.8 * len(data), (refused, len(data))

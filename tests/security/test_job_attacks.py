@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import attacks
@@ -25,7 +26,7 @@ from attacks import Blocked, Box, bounded, evil_pickle, refusal
 
 import remote_codecs as rc
 from remote_runtime import RemoteRuntimeError, get_future, remote
-from servers import status_record
+from servers import bundle_of, copy_bundle, remove_bundle, status_record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,9 +34,19 @@ TAMPER = """
 import sys, pathlib
 root, role, name = sys.argv[1:4]
 for job in pathlib.Path(root).iterdir():
-    p = job / role / name
-    data = bytearray(p.read_bytes())
-    data[len(data) // 2] ^= 0x55
+    if name == "bundle":  # one file: flip a byte of the member that carries the value
+        import struct, zipfile
+        p = job / f"{role}.bundle"
+        data = bytearray(p.read_bytes())
+        member = "skeleton.pkl" if role == "function" else "manifest.json"
+        info = zipfile.ZipFile(p).getinfo(member)
+        at = info.header_offset
+        n, m = struct.unpack("<HH", data[at + 26 : at + 30])
+        data[at + 30 + n + m + info.file_size // 2] ^= 0x55
+    else:
+        p = job / role / name
+        data = bytearray(p.read_bytes())
+        data[len(data) // 2] ^= 0x55
     p.write_bytes(bytes(data))
 """
 
@@ -90,8 +101,11 @@ def _run(root: Path, fn, *args, **settings) -> tuple[str, object]:
     return name, value
 
 
+BIG = 300_000  # elements: an array this long makes a bundle folder (over 1 MiB), not one file
+
 FINISHED = {
     "ok": (total, (np.arange(5),)),
+    "big": (total, (np.arange(BIG),)),
     "ok2": (total, (np.arange(7),)),
     "bad": (fails, (3,)),
     "bad2": (fails, (1,)),
@@ -141,22 +155,22 @@ def _result(name: str):
 
 
 @pytest.mark.parametrize(
-    ("role", "file"),
+    ("role", "file", "size"),
     [
-        ("function", "manifest.json"),
-        ("function", "skeleton.pkl"),
-        ("arguments", "manifest.json"),
-        ("arguments", "0.npy"),
+        ("function", "bundle", 4),  # small values: one file, <role>.bundle
+        ("arguments", "bundle", 4),
+        ("arguments", "manifest.json", BIG),  # large ones: a bundle folder
+        ("arguments", "0.npy", BIG),
     ],
 )
-def test_job_refuses_tampered_inputs(job_root, tmp_path, marker, role, file):
+def test_job_refuses_tampered_inputs(job_root, tmp_path, marker, role, file, size):
     tamper = tmp_path / "tamper.py"
     tamper.write_text(TAMPER)
     # the pre-execution command plays the attacker: it rewrites the bundle after the client
     # wrote it and before the job reads it
     command = f"{sys.executable} {tamper} {job_root} {role} {file}"
     _name, value = _run(
-        job_root, touches, str(marker), np.arange(4), pre_execution_commands=[command]
+        job_root, touches, str(marker), np.arange(size), pre_execution_commands=[command]
     )
     assert isinstance(value, rc.DeserializationError), f"{type(value).__name__}: {value}"
     assert file in str(value) or "signature" in str(value), str(value)
@@ -167,46 +181,87 @@ def test_job_refuses_tampered_inputs(job_root, tmp_path, marker, role, file):
 
 
 def test_client_refuses_every_flipped_file_of_results_and_exception(job_root, jobs):
-    (ok, value), (bad, err) = jobs["ok"], jobs["bad"]
+    (ok, value), (bad, err), (big, _) = jobs["ok"], jobs["bad"], jobs["big"]
     assert value["sum"] == 10
     assert isinstance(err, ValueError)
     checked, problems = [], []
+    # a bundle folder: each of its files flipped in turn
+    folder = job_root / big / "results"
+    for path in sorted(folder.iterdir()):
+        keep = path.read_bytes()
+        _flip(path)
+        try:
+            refusal(lambda: _result(big), path.name, error=rc.IntegrityError)
+        except AssertionError as e:
+            problems.append(f"results/{path.name}: {e}")
+        path.write_bytes(keep)
+        checked.append(f"results/{path.name}")
+    # single-file bundles: one byte flipped at a time, every 7th byte (zip headers,
+    # manifest, parts, the zip's directory): refused (as tampered data, or as no bundle at
+    # all), or, where the byte is zip bookkeeping no value depends on (a member's mtime),
+    # the very value that was signed; never another value
     for name, role in [(ok, "results"), (bad, "exception")]:
-        folder = job_root / name / role
-        for path in sorted(folder.iterdir()):
-            keep = path.read_bytes()
-            _flip(path)
+        path = job_root / name / f"{role}.bundle"
+        keep = path.read_bytes()
+        refused = 0
+        for at in range(0, len(keep), 7):
+            flipped = bytearray(keep)
+            flipped[at] ^= 0x55
+            path.write_bytes(bytes(flipped))
             try:
-                refusal(lambda name=name: _result(name), path.name, error=rc.IntegrityError)
-            except AssertionError as e:
-                problems.append(f"{role}/{path.name}: {e}")
-            path.write_bytes(keep)
-            checked.append(f"{role}/{path.name}")
-    assert "results/0.npy" in checked and "exception/manifest.json" in checked, checked
-    assert problems == [], "\n".join(problems)
-    # untouched again, both read back: the refusals were about the flips
+                got = _result(name)
+            except rc.DeserializationError as e:
+                refused += 1
+                if f"{role}.bundle" not in str(e):
+                    problems.append(f"{role}.bundle byte {at}: the error names no file: {e}")
+                continue
+            except ValueError as e:  # the job's own exception, rebuilt
+                if role != "exception" or str(e) != "bad 3":
+                    problems.append(f"{role}.bundle byte {at}: another exception {e!r}")
+                continue
+            except Exception as e:
+                problems.append(f"{role}.bundle byte {at}: {type(e).__name__}: {e}")
+                continue
+            if role != "results" or got["sum"] != 10 or list(got["x"]) != list(range(5)):
+                problems.append(f"{role}.bundle byte {at}: silently loaded {got!r}")
+        path.write_bytes(keep)
+        assert refused > len(keep) // 7 * 0.8, (role, refused, len(keep))
+        checked.append(f"{role}.bundle")
+    assert "results/0.npy" in checked and "exception.bundle" in checked, checked
+    assert problems == [], "\n".join(problems[:20])
+    # untouched again, all read back: the refusals were about the flips
     assert get_future(ok).result()["sum"] == 10
+    assert get_future(big).result()["sum"] == sum(range(BIG))
     with pytest.raises(ValueError, match="bad 3"):
         get_future(bad).result()
 
 
-@pytest.mark.parametrize("which", ["manifest.json", "0.npy"])
+@pytest.mark.parametrize("which", ["manifest.json", "0.npy", "bundle"])
 def test_fifo_in_results_fails_fast(job_root, which, jobs):
-    name, _value = jobs["ok"]
-    path = job_root / name / "results" / which
+    name, _value = jobs["ok" if which == "bundle" else "big"]
+    path = job_root / name / ("results.bundle" if which == "bundle" else f"results/{which}")
     path.unlink()
     os.mkfifo(path)
     refusal(lambda: bounded(lambda: get_future(name).result(), [path]), which)
 
 
-def test_results_part_symlinked_outside_is_refused(job_root, tmp_path, jobs):
-    name, _value = jobs["ok"]
-    part = job_root / name / "results" / "0.npy"
-    outside = tmp_path / "outside.npy"
+@pytest.mark.parametrize("which", ["results/0.npy", "results.bundle"])
+def test_results_part_symlinked_outside_is_refused(job_root, tmp_path, jobs, which):
+    name, _value = jobs["big" if "/" in which else "ok"]
+    part = job_root / name / which
+    outside = tmp_path / "outside"
     shutil.copyfile(part, outside)  # same bytes: only the symlink check can refuse
     part.unlink()
     part.symlink_to(outside)
-    refusal(lambda: _result(name), "0.npy")
+    refusal(lambda: _result(name), part.name)
+
+
+def test_an_oversized_results_file_is_refused_unread(job_root, jobs):
+    name, _value = jobs["ok"]
+    path = job_root / name / "results.bundle"
+    with open(path, "r+b") as f:
+        f.truncate(200 << 20)  # sparse: no disk, but a naive read would allocate it
+    refusal(lambda: _result(name), "results.bundle", error=rc.IntegrityError)
 
 
 def test_junk_status_json_is_a_typed_error_naming_it(job_root, jobs):
@@ -235,16 +290,15 @@ def test_status_json_fifo_fails_fast(job_root, jobs):
 # ----------------------------------------------------------------------------- role swaps
 
 
-def _replace(src: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
+def _replace(job: Path, src_role: str, dst: Path, dst_role: str) -> None:
+    copy_bundle(bundle_of(job, src_role), dst, dst_role)
 
 
+@pytest.mark.parametrize("label", ["ok", "big"])
 @pytest.mark.parametrize("src", ["arguments", "function"])
-def test_inputs_copied_over_results_are_refused(job_root, src, jobs):
-    name, _value = jobs["ok"]
-    _replace(job_root / name / src, job_root / name / "results")
+def test_inputs_copied_over_results_are_refused(job_root, src, jobs, label):
+    name, _value = jobs[label]
+    _replace(job_root / name, src, job_root / name, "results")
     err = refusal(lambda: _result(name), "results", error=rc.IntegrityError)
     assert "KeyError" not in str(err)
 
@@ -252,7 +306,7 @@ def test_inputs_copied_over_results_are_refused(job_root, src, jobs):
 def test_arguments_copied_over_exception_are_refused(job_root, jobs):
     name, err = jobs["bad"]
     assert isinstance(err, ValueError)
-    _replace(job_root / name / "arguments", job_root / name / "exception")
+    _replace(job_root / name, "arguments", job_root / name, "exception")
     refusal(lambda: _result(name), "exception", error=rc.IntegrityError)
 
 
@@ -260,23 +314,27 @@ def test_results_of_another_job_are_refused(job_root, jobs):
     a, va = jobs["ok"]
     b, vb = jobs["ok2"]
     assert (va["sum"], vb["sum"]) == (10, 21)
-    _replace(job_root / a / "results", job_root / b / "results")
+    _replace(job_root / a, "results", job_root / b, "results")
+    refusal(lambda: _result(b), b, "results", error=rc.IntegrityError)
+    # a folder-form result of another job, in place of a single-file one
+    big, _ = jobs["big"]
+    _replace(job_root / big, "results", job_root / b, "results")
     refusal(lambda: _result(b), b, "results", error=rc.IntegrityError)
 
 
 def test_exception_of_another_job_is_refused(job_root, jobs):
     a, _ = jobs["bad2"]
     b, _ = jobs["bad"]
-    _replace(job_root / a / "exception", job_root / b / "exception")
+    _replace(job_root / a, "exception", job_root / b, "exception")
     refusal(lambda: _result(b), b, "exception", error=rc.IntegrityError)
 
 
 # ------------------------------------------------------------ attacker-written bundles
 
 
-def _plant_results(job_root: Path, name: str, marker: Path) -> None:
+def _plant_results(job_root: Path, name: str, marker: Path, form: str = "folder") -> None:
     folder = job_root / name / "results"
-    shutil.rmtree(folder)
+    remove_bundle(job_root / name, "results")
     rc.save(Box("x", 1), folder, purpose=f"remote-runtime job {name}: results")
     (folder / "skeleton.pkl").write_bytes(evil_pickle(marker))
     m = json.loads((folder / "manifest.json").read_text())
@@ -285,30 +343,47 @@ def _plant_results(job_root: Path, name: str, marker: Path) -> None:
     data = (folder / "skeleton.pkl").read_bytes()
     m["skeleton"].update(size=len(data), digest="sha256:" + hashlib.sha256(data).hexdigest())
     (folder / "manifest.json").write_text(json.dumps(m))
+    if form == "file":
+        _folder_to_file(folder)
 
 
-def _plant_exception(job_root: Path, name: str, marker: Path) -> None:
+def _folder_to_file(folder: Path) -> None:
+    """Turn a planted bundle folder into the single-file form (a stored zip)."""
+    import zipfile
+
+    with zipfile.ZipFile(folder.parent / f"{folder.name}.bundle", "w") as z:
+        for path in sorted(folder.iterdir()):
+            z.write(path, path.name)
+    shutil.rmtree(folder)
+
+
+def _plant_exception(job_root: Path, name: str, marker: Path, form: str = "folder") -> None:
     folder = job_root / name / "exception"
-    m = json.loads((folder / "manifest.json").read_text())
+    with zipfile.ZipFile(bundle_of(job_root / name, "exception")) as z:
+        m = json.loads(z.read("manifest.json"))
     value = m["skeleton"]["value"]
     import base64
 
     value["pickled"] = {"$bytes": base64.b64encode(evil_pickle(marker)).decode()}
     m.pop("signature", None)
-    shutil.rmtree(folder)
+    remove_bundle(job_root / name, "exception")
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps(m))
+    if form == "file":
+        _folder_to_file(folder)
 
 
-def test_unsigned_planted_results_are_refused_with_the_key(job_root, marker, jobs):
+@pytest.mark.parametrize("form", ["folder", "file"])
+def test_unsigned_planted_results_are_refused_with_the_key(job_root, marker, jobs, form):
     name, _ = jobs["ok"]
-    _plant_results(job_root, name, marker)
+    _plant_results(job_root, name, marker, form)
     refusal(lambda: _result(name), "results", error=rc.IntegrityError)
 
 
-def test_unsigned_planted_exception_is_refused_with_the_key(job_root, marker, jobs):
+@pytest.mark.parametrize("form", ["folder", "file"])
+def test_unsigned_planted_exception_is_refused_with_the_key(job_root, marker, jobs, form):
     name, _ = jobs["bad"]
-    _plant_exception(job_root, name, marker)
+    _plant_exception(job_root, name, marker, form)
     refusal(lambda: _result(name), "exception", error=rc.IntegrityError)
 
 

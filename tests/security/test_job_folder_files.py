@@ -17,7 +17,7 @@ import pytest
 
 import remote_codecs as rc
 from remote_runtime import RemoteExecutor, get_future
-from servers import status_record
+from servers import bundle_of, copy_bundle, remove_bundle, status_record
 
 
 def cli(*args):
@@ -170,11 +170,11 @@ def test_an_input_bundle_link_is_refused(job_root, tmp_path, which):
     copies = tmp_path / "copies"
 
     def plant(folder):
-        import shutil
-
-        shutil.copytree(folder / which, copies / which)
-        shutil.rmtree(folder / which)
-        os.symlink(copies / which, folder / which)
+        bundle = bundle_of(folder, which)  # <which>.bundle (a small value) or <which>/
+        copies.mkdir(exist_ok=True)
+        copy_bundle(bundle, copies, which)
+        remove_bundle(folder, which)
+        os.symlink(bundle_of(copies, which), bundle)
 
     _, exc = run_planted(job_root, tmp_path, plant, give, 7)
     assert isinstance(exc, rc.IntegrityError) and which in str(exc), exc
