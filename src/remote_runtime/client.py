@@ -630,7 +630,6 @@ def _stop_by_pid(paths: J.JobPaths, settings: Settings) -> str | None:
     (processes.job_process). None when stopped (or its process is gone), else why
     nothing was signalled."""
     from .processes import NotJobProcess, job_process, kill_tree
-    from .records import read_local_record
 
     status = paths.read_status()
     if status.get("state") == J.JobState.UNKNOWN:
@@ -653,10 +652,8 @@ def _stop_by_pid(paths: J.JobPaths, settings: Settings) -> str | None:
         return None
     if status.get("pid") is None:
         return None  # never started: Stopped keeps it from counting as pending
-    try:
-        claim: dict[str, Any] | None = read_local_record(J.claim_path(paths.name))
-    except (OSError, ValueError):
-        claim = None
+    pid = status["pid"]
+    claim = J.claim_of(pid) if type(pid) is int and pid > 1 else None
     try:
         pid = job_process(status, paths.name, J.hostname(), claim)
     except NotJobProcess as exc:

@@ -490,10 +490,27 @@ def read_job_log(paths: JobPaths, stream: str, offset: int) -> bytes:
     return paths.store.read_range(f"{paths.logs}/{stream}.log", offset)
 
 
-def claim_path(name: str) -> str:
-    """Where a warm worker claims job ``name`` while it runs it: this user's cache (mode
-    0700), never the job root. What proves a worker is that job's process."""
-    return os.path.join(cache_dir(), "running", f"{check_job_name(name)}.json")
+def claims_dir() -> str:
+    """Where warm workers record which job they run: this user's cache (mode 0700), never
+    the job root. What proves a worker is a job's process (``claim_of``)."""
+    return os.path.join(cache_dir(), "running")
+
+
+def claim_log(folder: str, pid: int) -> str:
+    """The claim log of the warm worker ``pid``: one JSON record per line, appended when
+    it takes a job (``{"job": name, pid, pid_start, boot_id}``) and when it ends one
+    (``"job": null``); the last complete line is what the worker runs now."""
+    return os.path.join(folder, f"worker-{int(pid)}.jsonl")
+
+
+def claim_of(pid: int) -> dict[str, Any] | None:
+    """The last claim of warm worker ``pid`` in this user's cache (None when it has none
+    or it cannot be read)."""
+    path = claim_log(claims_dir(), pid)
+    try:
+        return parse_status(path, read_local_file(path, MAX_RECORD))
+    except (OSError, ValueError):  # (JobRecordError is a ValueError)
+        return None
 
 
 def job_spec(

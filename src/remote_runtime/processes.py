@@ -179,7 +179,12 @@ def job_process(
     if is_bootstrap_of(argv, job_name):
         return pid
     if is_worker(argv):
-        if claim is not None and claim.get("pid") == pid and claim.get("pid_start") == start:
+        if (
+            claim is not None
+            and claim.get("job") == job_name
+            and claim.get("pid") == pid
+            and claim.get("pid_start") == start
+        ):
             return pid
         raise NotJobProcess(
             f"process {pid} is a warm worker that is not running job {job_name} "

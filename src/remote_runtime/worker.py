@@ -3,7 +3,7 @@
 Runs job after job in one interpreter, so neither the interpreter start nor the
 function's imports are paid again. Every job still goes through its folder
 (``bootstrap.run_job``). Commands arrive one JSON line at a time on stdin:
-``{"job_uri": ..., "key": <hex>, "log_dir": ..., "claim": ...}``; replies go to ``reply_fd``:
+``{"job_uri": ..., "key": <hex>, "log_dir": ..., "claims": <folder>}``; replies go to ``reply_fd``:
 ``{"job": name, "started": true}`` when a job is taken, ``{"job": name, "exit": code}``
 when it ends. The worker exits when no job arrives within the keep-alive period, or at
 once when stdin closes (the client is gone: a worker never outlives its client).
@@ -11,7 +11,8 @@ once when stdin closes (the client is gone: a worker never outlives its client).
 Each job's environment variables are those the worker was started with (the pool keys
 workers by them), so they reach the job through the process environment, never the
 store. While it runs a job, the worker claims it in this user's cache
-(``job.claim_path``): what lets ``jobs cancel`` tell this worker from any other.
+(``job.claim_log``: one line appended per job taken and ended): what lets ``jobs cancel``
+tell this worker from any other.
 
 No leftovers: the worker is a child subreaper, and when a job ends every process that
 appeared under the worker during the job (children, grandchildren, those that started a
@@ -59,25 +60,48 @@ def _restore(saved: tuple[int, int]) -> None:
         os.close(orig)
 
 
-def _claim(name: str, path: str | None) -> str:
-    """Record at ``path`` (the client's ``job.claim_path``, in its cache) that this worker
-    runs job ``name``."""
-    from .job import claim_path
-    from .processes import identity
+class _Claims:
+    """This worker's claim log (``job.claim_log``) in the client's cache: one line appended
+    when a job is taken and one when it ends, through a descriptor kept open (a file
+    created per job cost more than a trivial job's function); rewritten whole past
+    ``_COMPACT`` bytes, removed when the worker exits."""
 
-    path = path or claim_path(name)
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileNotFoundError:  # (made once: a makedirs per job costs a syscall per job)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(tmp, flags, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"job": name, **identity()}, f)
-    os.replace(tmp, path)
-    return path
+    _COMPACT = 64 * 1024
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.fd: int | None = None
+        self.size = 0
+
+    def record(self, folder: str, job: str | None) -> None:
+        from .job import claim_log
+        from .processes import identity
+
+        line = (json.dumps({"job": job, **identity()}) + "\n").encode()
+        path = claim_log(folder, os.getpid())
+        if self.fd is None or path != self.path or self.size > self._COMPACT:
+            self.close()
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            tmp = f"{path}.tmp"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, 0o600)
+            os.write(fd, line)
+            os.replace(tmp, path)
+            self.path, self.fd, self.size = path, fd, len(line)
+            os.lseek(fd, 0, os.SEEK_END)
+            return
+        os.write(self.fd, line)
+        self.size += len(line)
+
+    def close(self, remove: bool = False) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if remove and self.path is not None:
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
 
 
 def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> int:
@@ -112,9 +136,7 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
 
 
 def serve(keep_alive: float, reply_fd: int) -> int:
-    from . import bootstrap
-    from . import job as J
-    from .processes import become_subreaper, has_children, snapshot
+    from .processes import become_subreaper
     from .store import Store
 
     become_subreaper()  # what a job starts stays under the worker, to be stopped when it ends
@@ -122,6 +144,26 @@ def serve(keep_alive: float, reply_fd: int) -> int:
     stdin = sys.stdin.buffer
     home = os.getcwd()
     stores: dict[str, Store] = {}
+    claims = _Claims()
+    try:
+        return _serve(keep_alive, reply, stdin, home, stores, claims)
+    finally:
+        claims.close(remove=True)
+
+
+def _serve(
+    keep_alive: float,
+    reply: Any,
+    stdin: Any,
+    home: str,
+    stores: dict[str, Any],
+    claims: _Claims,
+) -> int:
+    from . import bootstrap
+    from . import job as J
+    from .processes import has_children, snapshot
+    from .store import Store
+
     while True:
         ready, _, _ = select.select([stdin], [], [], keep_alive)
         if not ready:
@@ -136,19 +178,21 @@ def serve(keep_alive: float, reply_fd: int) -> int:
         store = stores.get(root) or stores.setdefault(root, Store(root, options))
         paths = J.JobPaths(store, J.check_job_name(name))
         before = snapshot() if has_children() else set()
-        claim = None
+        folder = str(msg.get("claims") or J.claims_dir())
+        claimed = False
         try:
-            claim = _claim(name, msg.get("claim"))
+            claims.record(folder, name)
+            claimed = True
             code = _run(paths, msg, before)
         except BaseException as exc:  # a bug of ours: report it as an internal failure
             print(f"remote-runtime worker: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = J.EXIT_INTERNAL
         finally:
-            if claim is not None:
+            if claimed:
                 try:
-                    os.remove(claim)
+                    claims.record(folder, None)
                 except OSError:
-                    pass
+                    claims.close(remove=True)  # no stale claim may outlive the job
             os.chdir(home)
         reply.write(json.dumps({"job": name, "exit": code}) + "\n")
 

@@ -49,10 +49,12 @@ def test_remote_call_with_the_root_on_s3(s3_root):
         d(10, 0)
     jobs = sorted(p.name for p in s3_root.iterdir())
     assert len(jobs) == 3
-    done = next(j for j in jobs if j.startswith("divide") and (s3_root / j / "results").exists())
+    done = next(
+        j for j in jobs if j.startswith("divide") and (s3_root / j / "results.bundle").exists()
+    )
     status = status_record(s3_root / done)
     assert status["state"] == "Completed"
-    assert (s3_root / done / "results" / "manifest.json").exists()
+    assert not (s3_root / done / "results").exists()  # a small value: one object
     assert "dividing 10 by 5" in (s3_root / done / "logs" / "stdout.log").read_text()
 
 
@@ -71,7 +73,7 @@ def test_listing_reattach_cli_and_gc_on_s3(s3_root, s3_server):
     out = subprocess.run(
         [*cli, "jobs", "show", names[0]], capture_output=True, text=True, timeout=120
     )
-    assert "results/" in out.stdout, out.stderr
+    assert "results.bundle" in out.stdout, out.stderr
     out = subprocess.run(
         [*cli, "gc", "--older-than", "0s"], capture_output=True, text=True, timeout=120
     )
@@ -113,7 +115,7 @@ def test_server_stopped_in_the_middle_of_an_upload(s3_root, s3_server):
         if not (job / "job.json").exists():  # the job whose upload was cut: nothing visible
             assert (
                 not (job / "arguments" / "manifest.json").exists()
-                or not (job / "function" / "manifest.json").exists()
+                or not (job / "function.bundle").exists()
             )
     assert list(list_futures()) == [g for g in list_futures() if g.status() == "Completed"]
     assert f(big) == big.shape  # the same call, once the server is back
@@ -145,7 +147,9 @@ def test_examples_on_ray(on_ray, s3_root):
         d(10, 0)
     assert "x / y" in info.value.remote_traceback
     job = next(
-        p for p in s3_root.iterdir() if p.name.startswith("divide") and (p / "exception").exists()
+        p
+        for p in s3_root.iterdir()
+        if p.name.startswith("divide") and (p / "exception.bundle").exists()
     )
     status = status_record(job)
     assert status["backend"]["name"] == "ray" and status["state"] == "Failed"

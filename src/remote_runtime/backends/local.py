@@ -32,7 +32,7 @@ from ..job import (
     JobRecordError,
     JobState,
     cache_dir,
-    claim_path,
+    claims_dir,
     open_log,
     read_log,
 )
@@ -413,7 +413,7 @@ class WorkerPool:
             "key": key.hex(),
             "log_dir": log_dir,
             "storage_options": paths.store.storage_options or None,
-            "claim": claim_path(paths.name),  # in this client's cache, where cancel looks
+            "claims": claims_dir(),  # in this client's cache, where cancel looks
         }
         for _ in range(3):
             worker = self._take(env_key) or self._start(env_key, paths, key, settings)
