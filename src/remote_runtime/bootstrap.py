@@ -505,6 +505,11 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
     return J.EXIT_USER_ERROR
 
 
+# Set by a warm worker while a job runs: what must happen before the watchdog kills the
+# worker for that job (copy the job's spooled output into its logs).
+before_expiry: Any = None
+
+
 def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
     if not limit:
         return None
@@ -528,6 +533,11 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
             file=sys.stderr,
             flush=True,
         )
+        if before_expiry is not None:
+            try:
+                before_expiry()
+            except Exception:
+                pass
         _upload_logs(paths)
         try:
             from .processes import kill_descendants

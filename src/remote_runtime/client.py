@@ -213,8 +213,9 @@ def _prepare_job(
                 execution_signature=J.sign_execution(key, execution),
                 key_id=key_id(),
             )
+            # no status.json yet: a job without one is Pending, attempt 1 (read_status);
+            # its first transition writes the file (a file less per job)
             store.write_json(paths.spec, spec)
-            paths.write_status(J.JobState.PENDING, attempt=1)
     except BaseException:
         if not store.down:  # no best-effort cleanup once the store is known to be down
             try:

@@ -43,12 +43,17 @@ def _redirect(log_dir: str) -> tuple[int, int]:
     except BaseException:
         os.close(out)
         raise
+    return _point_at(out, err, close=True)
+
+
+def _point_at(out: int, err: int, close: bool) -> tuple[int, int]:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = (os.dup(1), os.dup(2))
     for fd, target in ((1, out), (2, err)):
         os.dup2(target, fd)
-        os.close(target)
+        if close:
+            os.close(target)
     return saved
 
 
@@ -58,6 +63,112 @@ def _restore(saved: tuple[int, int]) -> None:
     for fd, orig in zip((1, 2), saved):
         os.dup2(orig, fd)
         os.close(orig)
+
+
+class _Spool:
+    """Where a job's stdout and stderr go while it runs in this worker (jobs on a local
+    root): two files of the worker's own, in this user's cache, copied into the job's
+    ``logs/`` when the job ends, and only if it wrote anything. A job that prints nothing
+    costs no folder and no file (a folder and two files cost more than a trivial job's
+    function). While the job runs its client reads the spool (``WorkerJob.log_chunk``).
+
+    A ``logs/`` planted in the folder is still refused when the job starts: if there is
+    one, its files are opened then (never through a link, never a FIFO) and the spool is
+    appended to them at the end."""
+
+    def __init__(self) -> None:
+        from .job import cache_dir
+
+        folder = os.path.join(cache_dir(), "work")
+        os.makedirs(folder, exist_ok=True)
+        self.base = os.path.join(folder, f"worker-{os.getpid()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.fds = {s: os.open(f"{self.base}.{s}", flags, 0o600) for s in STREAMS}
+        self.targets: dict[str, int] = {}
+
+    def start(self, log_dir: str) -> tuple[int, int]:
+        """Redirect fds 1 and 2 to the spool; open the job's log files now if its
+        ``logs/`` exists already (JobRecordError for a link or a FIFO there)."""
+        from .job import open_log
+
+        self.targets = {}
+        if os.path.lexists(log_dir):
+            try:
+                for stream in STREAMS:
+                    self.targets[stream] = open_log(log_dir, stream)
+            except BaseException:
+                self._close_targets()
+                raise
+        return _point_at(self.fds["stdout"], self.fds["stderr"], close=False)
+
+    def finish(self, log_dir: str) -> None:
+        """Copy what the job wrote into its log files (made now, when there is anything
+        to copy) and empty the spool. A log that cannot be opened safely is dropped."""
+        from .job import JobRecordError, open_log
+
+        try:
+            for stream in STREAMS:
+                size = os.fstat(self.fds[stream]).st_size
+                if not size:
+                    continue
+                target = self.targets.get(stream)
+                if target is None:
+                    try:
+                        target = self.targets[stream] = open_log(log_dir, stream)
+                    except (JobRecordError, OSError):
+                        continue  # planted meanwhile: nothing is written through it
+                _copy(f"{self.base}.{stream}", target, size)
+        finally:
+            self._close_targets()
+            for fd in self.fds.values():
+                os.ftruncate(fd, 0)
+
+    def _close_targets(self) -> None:
+        for fd in self.targets.values():
+            os.close(fd)
+        self.targets = {}
+
+    def close(self) -> None:
+        for stream, fd in self.fds.items():
+            os.close(fd)
+            try:
+                os.remove(f"{self.base}.{stream}")
+            except OSError:
+                pass
+
+
+STREAMS = ("stdout", "stderr")
+
+
+def _copy(src: str, target: int, size: int) -> None:
+    with open(src, "rb") as f:
+        left = size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            os.write(target, chunk)
+            left -= len(chunk)
+
+
+def copy_spool(base: str, log_dir: str) -> None:
+    """After a worker died in the middle of a job: copy its spool into the job's logs (by
+    the client, so that the job's output is not lost), then remove the spool."""
+    from .job import JobRecordError, open_log
+
+    for stream in STREAMS:
+        path = f"{base}.{stream}"
+        try:
+            size = os.path.getsize(path)
+            if size:
+                fd = open_log(log_dir, stream)
+                try:
+                    _copy(path, fd, size)
+                finally:
+                    os.close(fd)
+            os.remove(path)
+        except (OSError, JobRecordError):
+            pass
 
 
 class _Claims:
@@ -104,7 +215,9 @@ class _Claims:
                 pass
 
 
-def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> int:
+def _run(
+    paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]], spool: _Spool | None
+) -> int:
     """Run one job with its logs redirected (a log file that cannot be trusted fails it),
     then kill every process that appeared under the worker since ``before``."""
     from remote_codecs import IntegrityError
@@ -114,10 +227,11 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
     from .processes import has_children, kill_descendants
 
     log_dir = str(msg["log_dir"])
+    spooled = spool is not None and paths.store.local
     try:
         if paths.store.local:
             paths.check_folder("logs")
-        saved = _redirect(log_dir)
+        saved = spool.start(log_dir) if spooled and spool is not None else _redirect(log_dir)
     except J.JobRecordError as exc:
         try:
             paths.check_folder()
@@ -126,13 +240,23 @@ def _run(paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]]) -> 
         return bootstrap._fail(
             paths, J.EXIT_INTEGRITY, IntegrityError(f"job {paths.name} refused its logs: {exc}")
         )
+    if spooled and spool is not None:  # a job that times out: its output first
+
+        def before_expiry() -> None:
+            sys.stdout.flush()
+            spool.finish(log_dir)
+
+        bootstrap.before_expiry = before_expiry
     try:
         return bootstrap.run_job(paths, bytes.fromhex(str(msg["key"])), worker=True)
     finally:
+        bootstrap.before_expiry = None
         if before or has_children():  # (none: no descendant either, the worker is a subreaper)
             kill_descendants(keep=before)  # no process of the job outlives it
-        bootstrap._upload_logs_from(paths, log_dir)
         _restore(saved)
+        if spooled and spool is not None:
+            spool.finish(log_dir)
+        bootstrap._upload_logs_from(paths, log_dir)
 
 
 def serve(keep_alive: float, reply_fd: int) -> int:
@@ -146,9 +270,15 @@ def serve(keep_alive: float, reply_fd: int) -> int:
     stores: dict[str, Store] = {}
     claims = _Claims()
     try:
-        return _serve(keep_alive, reply, stdin, home, stores, claims)
+        spool: _Spool | None = _Spool()
+    except OSError:
+        spool = None  # the job's log files, opened per job
+    try:
+        return _serve(keep_alive, reply, stdin, home, stores, claims, spool)
     finally:
         claims.close(remove=True)
+        if spool is not None:
+            spool.close()
 
 
 def _serve(
@@ -158,6 +288,7 @@ def _serve(
     home: str,
     stores: dict[str, Any],
     claims: _Claims,
+    spool: _Spool | None,
 ) -> int:
     from . import bootstrap
     from . import job as J
@@ -173,7 +304,10 @@ def _serve(
             return 0  # the client closed the pipe: it is gone, or it shut us down
         msg = json.loads(line)
         root, name = bootstrap.split_job_uri(msg["job_uri"])
-        reply.write(json.dumps({"job": name, "started": True}) + "\n")
+        started: dict[str, Any] = {"job": name, "started": True}
+        if spool is not None:
+            started["spool"] = spool.base  # its output while it runs
+        reply.write(json.dumps(started) + "\n")
         options = msg.get("storage_options") or None
         store = stores.get(root) or stores.setdefault(root, Store(root, options))
         paths = J.JobPaths(store, J.check_job_name(name))
@@ -183,7 +317,7 @@ def _serve(
         try:
             claims.record(folder, name)
             claimed = True
-            code = _run(paths, msg, before)
+            code = _run(paths, msg, before, spool)
         except BaseException as exc:  # a bug of ours: report it as an internal failure
             print(f"remote-runtime worker: {type(exc).__name__}: {exc}", file=sys.stderr)
             code = J.EXIT_INTERNAL

@@ -173,6 +173,16 @@ def _read_log(log_dir: str, stream: str, offset: int) -> bytes:
     return read_log(log_dir, stream, offset)
 
 
+def _read_spool(path: str, offset: int) -> bytes:
+    """Bytes of a warm worker's spool file from ``offset`` (b"" when absent)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except OSError:
+        return b""
+
+
 def _open_logs(paths: JobPaths, log_dir: str) -> list[IO[bytes]]:
     """The job's stdout and stderr log files, opened safely (job.open_log); a planted link
     or FIFO fails the job with IntegrityError before it starts."""
@@ -297,6 +307,7 @@ class Worker:
             if job is None or msg.get("job") != job.name:
                 continue
             if msg.get("started"):
+                job.spool = msg.get("spool")
                 job.started.set()
             elif "exit" in msg:
                 job._finish(int(msg["exit"]))
@@ -306,6 +317,10 @@ class Worker:
         self.on_exit(self)
         job = self.current
         if job is not None and job.exit_code is None:
+            if job.spool:  # what the job printed before the worker died
+                from ..worker import copy_spool
+
+                copy_spool(job.spool, job.log_dir)
             job._finish(code if code != 0 else -9, died=True)
 
     def usable(self) -> bool:
@@ -348,6 +363,7 @@ class WorkerJob:
         self.started = threading.Event()
         self.exit_code: int | None = None
         self.died = False
+        self.spool: str | None = None  # where the worker puts the job's output while it runs
         self._done = threading.Event()
 
     def _finish(self, code: int, died: bool = False) -> None:
@@ -368,6 +384,9 @@ class WorkerJob:
         self._done.wait(10)
 
     def log_chunk(self, stream: str, offset: int) -> bytes:
+        spool = self.spool
+        if spool and not self._done.is_set():  # copied into log_dir before the job ends
+            return _read_spool(f"{spool}.{stream}", offset)
         return _read_log(self.log_dir, stream, offset)
 
     def lost_before_start(self) -> bool:
