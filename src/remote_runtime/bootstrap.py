@@ -419,7 +419,7 @@ def _run_function(
     from . import job as J
 
     try:
-        function = paths.load_bundle("function", key)
+        function = paths.load_function(key, execution.get("function_bundle"))
         arguments = paths.load_bundle(
             "arguments",
             key,

@@ -175,12 +175,13 @@ def _prepare_job(
                     {"value['args']": "args", "value['kwargs']": "kwargs", "value": "arguments"},
                 ) from None
             try:
-                paths.save_bundle("function", fn, key)
+                function_bundle = paths.save_function(fn, key)
             except rc.SerializationError as exc:
                 raise _rename(exc, {"value": "function"}) from None
             execution: dict[str, Any] = {
                 "python": _python_version(),
                 "function": qualname,
+                "function_bundle": function_bundle,
                 "max_runtime_in_seconds": settings.max_runtime_in_seconds,
                 "pre_execution_commands": settings.pre_execution_commands,
             }

@@ -216,6 +216,46 @@ class JobPaths:
         else:
             self.store.write_bytes(self.bundle_file(which), data)
 
+    def save_function(self, fn: Any, key: bytes | None) -> str | None:
+        """Write the job's function bundle. A small one is content-addressed: written
+        unsigned, the same bytes for every job of the same function, so that a local
+        root hard-links the file an earlier job of this process wrote instead of writing
+        another; returns its digest, which the job's signed execution record must carry
+        (``execution["function_bundle"]``: what verifies it). A large one is a bundle
+        folder signed for this job (returns None)."""
+        from remote_codecs.api import dumps_if_small
+
+        data = dumps_if_small(fn, SMALL_BUNDLE, purpose=FUNCTION_PURPOSE)
+        if data is None:
+            self.save_bundle("function", fn, key)
+            return None
+        found = digest(data)
+        path = self.bundle_file("function")
+        if not self.store.local:
+            self.store.write_bytes(path, data)
+        elif not _link_written(self.store.root, found, path):
+            _publish_local(path, data)
+            _remember_written(self.store.root, found, path)
+        return f"sha256:{found}"
+
+    def load_function(self, key: bytes | None, expected: str | None) -> Any:
+        """The job's function: with ``expected`` (the digest its signed execution record
+        carries), ``function.bundle`` whose bytes must have that digest; without, the
+        function bundle signed for this job."""
+        import remote_codecs as rc
+
+        if expected is None:
+            return self.load_bundle("function", key)
+        name = f"{self.name}/function.bundle"
+        data = self._bundle_bytes("function")
+        if data is None:
+            raise rc.IntegrityError(f"{name} is missing: the signed job record names one")
+        if f"sha256:{digest(data)}" != expected:
+            raise rc.IntegrityError(
+                f"{name} does not match the digest in the signed job record (tampered with)"
+            )
+        return rc.loads(data, purpose=FUNCTION_PURPOSE, name=name)
+
     def load_bundle(self, which: str, key: bytes | None, **options: Any) -> Any:
         """This job's ``which`` bundle, verified (with ``key``: its signature) and checked
         to be written for this job and role; ``options`` are those of remote_codecs.load.
@@ -364,6 +404,55 @@ class JobPaths:
 ROLES = ("function", "arguments", "results", "exception")
 SMALL_BUNDLE = 1 << 20  # bytes of parts up to which a bundle is one file
 MAX_BUNDLE_FILE = SMALL_BUNDLE + (64 << 20) + (1 << 20)  # parts + largest manifest + zip records
+
+
+# What a content-addressed function bundle is written for (it is not signed: the digest
+# in the signed execution record verifies it).
+FUNCTION_PURPOSE = "remote-runtime function"
+
+# Function bundles this process wrote, by (root, digest): (path, inode, size, mtime), so a
+# later job of the same function hard-links the file (one link instead of a new file).
+_written: dict[tuple[str, str], tuple[str, int, int, int]] = {}
+
+
+def _remember_written(root: str, found: str, path: str) -> None:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if len(_written) >= 256:
+        _written.pop(next(iter(_written)))
+    _written[(root, found)] = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _link_written(root: str, found: str, path: str) -> bool:
+    """Hard-link the function bundle with digest ``found`` that this process wrote under
+    ``root`` to ``path``, if it is still there, unchanged (same inode, size and time);
+    False when it must be written instead."""
+    known = _written.get((root, found))
+    if known is None:
+        return False
+    source, ino, size, mtime = known
+    try:
+        info = os.lstat(source)
+        if (info.st_ino, info.st_size, info.st_mtime_ns) != (ino, size, mtime):
+            del _written[(root, found)]
+            return False
+        os.link(source, path)  # (never follows a link: source was just lstat'ed)
+        return True
+    except FileNotFoundError as exc:
+        if exc.filename == source or not os.path.lexists(source):
+            _written.pop((root, found), None)
+            return False
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # the job's folder: first file
+        try:
+            os.link(source, path)
+            return True
+        except OSError:
+            return False
+    except OSError:  # EXDEV, EMLINK, EPERM, no hard links here
+        _written.pop((root, found), None)
+        return False
 
 
 def _publish_local(path: str, data: bytes) -> None:
