@@ -212,7 +212,7 @@ class JobPaths:
                 storage_options=self.store.storage_options or None,
             )
         elif self.store.local:
-            _publish_local(self.bundle_file(which), data)
+            _publish_local(self.bundle_file(which), data, direct=which in INPUTS)
         else:
             self.store.write_bytes(self.bundle_file(which), data)
 
@@ -234,7 +234,7 @@ class JobPaths:
         if not self.store.local:
             self.store.write_bytes(path, data)
         elif not _link_written(self.store.root, found, path):
-            _publish_local(path, data)
+            _publish_local(path, data, direct=True)
             _remember_written(self.store.root, found, path)
         return f"sha256:{found}"
 
@@ -455,10 +455,21 @@ def _link_written(root: str, found: str, path: str) -> bool:
         return False
 
 
-def _publish_local(path: str, data: bytes) -> None:
+# The inputs are written before job.json, the job's commit point (no job is read before
+# it exists), so they are written in place; results and exception are renamed into place.
+INPUTS = ("function", "arguments")
+
+
+def _publish_local(path: str, data: bytes, direct: bool = False) -> None:
     """Write ``data`` at local ``path`` in one step: a new file beside it (never opened
-    through a link), renamed into place; a reader sees no file or the whole file."""
-    tmp = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.urandom(6).hex()}"
+    through a link), renamed into place; a reader sees no file or the whole file. With
+    ``direct``, a new file at ``path`` itself (O_EXCL: never an existing one), for files
+    nothing reads before a later commit point."""
+    tmp = (
+        path
+        if direct
+        else f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.urandom(6).hex()}"
+    )
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_CLOEXEC", 0)
     try:
@@ -469,7 +480,8 @@ def _publish_local(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.rename(tmp, path)
+        if not direct:
+            os.rename(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
