@@ -421,7 +421,10 @@ def _remember_written(root: str, found: str, path: str) -> None:
     except OSError:
         return
     if len(_written) >= 256:
-        _written.pop(next(iter(_written)))
+        try:
+            _written.pop(next(iter(_written)), None)
+        except (StopIteration, RuntimeError):  # emptied or changed by another thread
+            pass
     _written[(root, found)] = (path, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
@@ -436,7 +439,7 @@ def _link_written(root: str, found: str, path: str) -> bool:
     try:
         info = os.lstat(source)
         if (info.st_ino, info.st_size, info.st_mtime_ns) != (ino, size, mtime):
-            del _written[(root, found)]
+            _written.pop((root, found), None)  # (changed: never linked again)
             return False
         os.link(source, path)  # (never follows a link: source was just lstat'ed)
         return True
