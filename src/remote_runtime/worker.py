@@ -304,13 +304,13 @@ def _serve(
             return 0  # the client closed the pipe: it is gone, or it shut us down
         msg = json.loads(line)
         root, name = bootstrap.split_job_uri(msg["job_uri"])
-        started: dict[str, Any] = {"job": name, "started": True}
-        if spool is not None:
-            started["spool"] = spool.base  # its output while it runs
-        reply.write(json.dumps(started) + "\n")
         options = msg.get("storage_options") or None
         store = stores.get(root) or stores.setdefault(root, Store(root, options))
         paths = J.JobPaths(store, J.check_job_name(name))
+        started: dict[str, Any] = {"job": name, "started": True}
+        if spool is not None and store.local:
+            started["spool"] = spool.base  # its output while it runs (_run: spooled)
+        reply.write(json.dumps(started) + "\n")
         before = snapshot() if has_children() else set()
         folder = str(msg.get("claims") or J.claims_dir())
         claimed = False
