@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
 from ..job import (
@@ -38,6 +38,9 @@ from ..job import (
 )
 from ..processes import kill_tree
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..forkserver import ForkedProcess, ForkServers
 
 __all__ = ["LocalBackend", "LocalProcess"]
 
@@ -221,6 +224,7 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self.workers = WorkerPool()
+        self._forks: ForkServers | None = None
 
     @classmethod
     def shared(cls) -> LocalBackend:
@@ -229,27 +233,70 @@ class LocalBackend:
                 cls._shared = cls()
             return cls._shared
 
-    def launch(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess | WorkerJob:
+    def launch(
+        self, paths: JobPaths, key: bytes, settings: Settings
+    ) -> LocalProcess | ForkedProcess | WorkerJob:
         if settings.keep_alive_period_in_seconds > 0:
             return self.workers.run(paths, key, settings)
         return self.launch_process(paths, key, settings)
 
-    def launch_process(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess:
+    def launch_process(
+        self, paths: JobPaths, key: bytes, settings: Settings
+    ) -> LocalProcess | ForkedProcess:
         log_dir, upload_dir = _log_dirs(paths)
         python = settings.python or sys.executable
         out, err = _open_logs(paths, log_dir)  # closed by wait()
-        kwargs: dict[str, Any] = {"cwd": _start_dir()}
+        env = job_environment(key, settings, paths, upload_dir)
+        uri = paths.store.uri_of(paths.name)
+        cwd = _start_dir()
+        if settings.python is None or _resolved(settings.python) == _resolved(sys.executable):
+            forked = self._fork(paths, python, uri, env, cwd, [out, err], log_dir)
+            if forked is not None:
+                return forked
         popen = subprocess.Popen(
-            [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
+            [python, "-m", "remote_runtime.bootstrap", uri],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,
-            env=job_environment(key, settings, paths, upload_dir),
+            env=env,
             close_fds=True,
-            **kwargs,
+            cwd=cwd,
         )
         return LocalProcess(popen, log_dir, [out, err])
+
+    def _fork(
+        self,
+        paths: JobPaths,
+        python: str,
+        uri: str,
+        env: dict[str, str],
+        cwd: str,
+        logs: list[IO[bytes]],
+        log_dir: str,
+    ) -> ForkedProcess | None:
+        """The job forked from this client's fork server (forkserver.py), or None where
+        that cannot be done (then it starts with Popen)."""
+        from .. import forkserver
+
+        if not forkserver.available():
+            return None
+        with self._lock:
+            if self._forks is None:
+                self._forks = forkserver.ForkServers()
+        try:
+            forked = self._forks.launch(
+                paths, python, uri, env, cwd, logs, log_dir, (KEY_ENV, LOG_DIR_ENV)
+            )
+        except forkserver.Unavailable:
+            return None
+        except BaseException:
+            for f in logs:
+                f.close()
+            raise
+        for f in logs:
+            f.close()  # the job process has its own copies
+        return forked
 
 
 # -- warm workers ---------------------------------------------------------------------------------
