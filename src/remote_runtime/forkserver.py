@@ -314,7 +314,10 @@ class ForkedProcess:
 
             if not select.select([fd], [], [], left)[0]:
                 return None
-        status = self.paths.read_status()
+        try:
+            status = self.paths.read_status()
+        except Exception:  # (the store is down: the client learns the outcome later)
+            status = {}
         code = status.get("exit_code") if status.get("state") in _TERMINAL else None
         self._finish(code if isinstance(code, int) and code != 0 else (0 if code == 0 else -9))
         return self._code
@@ -505,6 +508,7 @@ class ForkServers:
         import threading
 
         self._servers: dict[tuple[Any, ...], ForkServer] = {}
+        self._broken: set[tuple[Any, ...]] = set()  # a server could not start: Popen for these
         self._lock = threading.Lock()
         os.register_at_fork(after_in_child=self._forget_all)
 
@@ -536,6 +540,8 @@ class ForkServers:
         key = (python, tuple(sorted(shared.items())))
         for _ in range(2):
             with self._lock:
+                if key in self._broken:
+                    raise Unavailable("no fork server starts in this environment")
                 server = self._servers.get(key)
                 if server is None or server.dead:
                     self._trim()
@@ -544,6 +550,9 @@ class ForkServers:
                 return server.launch(paths, python, uri, env, cwd, logs, log_dir)
             except Unavailable:
                 if not server.ready.is_set():
+                    with self._lock:
+                        if len(self._broken) < 64:
+                            self._broken.add(key)
                     raise  # it could not even start: this environment needs Popen
                 server.dead = True  # exiting (idle) or gone: the next try starts another
                 server.close()

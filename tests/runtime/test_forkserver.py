@@ -354,3 +354,24 @@ def test_a_client_with_threads_forks_nothing_itself(job_root):
 def test_fork_server_can_be_turned_off(job_root, monkeypatch):
     fresh(monkeypatch)
     assert remote(stream_logs=False)(square)(3) == (9, os.getpid())
+
+
+def test_a_fork_server_that_cannot_start_leaves_jobs_to_new_interpreters(job_root, tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "cloudpickle.py").write_text(
+        textwrap.dedent(
+            """\
+            import sys
+            if sys.argv[0].endswith("forkserver.py"):
+                raise ImportError("no fork server in this environment")
+            here = sys.path.index(__file__.rsplit("/", 1)[0])
+            del sys.modules["cloudpickle"]
+            saved, sys.path[:] = sys.path[:], sys.path[:here] + sys.path[here + 1 :]
+            import cloudpickle
+            sys.path[:] = saved
+            """
+        )
+    )
+    call = remote(stream_logs=False, environment_variables={"PYTHONPATH": str(shadow)})(square)
+    assert [call(x) for x in (2, 3)] == [(4, os.getpid()), (9, os.getpid())]
