@@ -20,8 +20,9 @@ clean state; each child becomes exactly what ``python -m remote_runtime.bootstra
   line (``/proc/<pid>/cmdline`` is rewritten to the bootstrap's, the job URI padded with
   trailing slashes to the server's command line length, so that ``jobs cancel`` proves
   the process exactly as it proves a fresh one);
-- it runs ``bootstrap.main([job_uri])`` and exits through the normal interpreter exit
-  (atexit handlers, non-daemon threads, stdio flushed), as a fresh process does.
+- it runs ``remote_runtime.bootstrap`` as ``__main__`` (as ``-m`` does) and leaves
+  through the normal interpreter exit (atexit handlers, non-daemon threads, stdio
+  flushed, modules finalized), as a fresh process does.
 
 The server is the child's parent: it reports the child's pid, start time and a pidfd, and
 later its exit code (negative: the signal) after killing what is left of its process
@@ -219,15 +220,18 @@ def _become_job(job: dict[str, Any]) -> int:
     os.environ.clear()
     os.environ.update(message["env"])
     sys.path[:] = _INITIAL_PATH
-    from . import bootstrap
+    import runpy
 
     uri = message["job_uri"]
     argv = [message["python"], "-m", "remote_runtime.bootstrap", uri]
-    sys.argv = [str(bootstrap.__file__), uri]
+    sys.argv = ["-m", uri]  # (run_module puts the module's file first, as -m does)
     sys.orig_argv = argv
     if not _set_cmdline(argv):  # (checked by the client: it fits)
         print("remote-runtime: could not set the job's command line", file=sys.stderr)
-    return bootstrap.main([uri])
+    # as `python -m remote_runtime.bootstrap <job_uri>` runs it: as __main__, which ends
+    # with sys.exit(main()), so the child leaves through the normal interpreter exit
+    runpy.run_module("remote_runtime.bootstrap", run_name="__main__", alter_sys=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,7 +88,11 @@ def probe(mark_module=False):
         "stdout": os.readlink("/proc/self/fd/1"),
         "stderr": os.readlink("/proc/self/fd/2"),
         "fds": sorted(os.listdir("/proc/self/fd")),  # (one of them is the listing's own)
-        "main_module": sys.modules["__main__"].__name__,
+        "main_module": [
+            sys.modules["__main__"].__name__,
+            sys.modules["__main__"].__spec__.name,
+            os.path.basename(sys.modules["__main__"].__file__),
+        ],
         "seen": seen,
         "unbuffered": sys.stdout.write_through,
     }
