@@ -91,6 +91,7 @@ def _threads() -> int:
 def _serve(sock: socket.socket) -> dict[str, Any] | None:
     """The server's loop. Returns None when the server should exit, or, in a forked child,
     what the child needs to become the job process."""
+    import gc
     import select
     import signal
     import time
@@ -167,6 +168,7 @@ def _serve(sock: socket.socket) -> dict[str, Any] | None:
                     os.close(f)
                 reply({"id": job_id, "error": refusal})
                 continue
+            gc.freeze()  # the server's objects: no collection in a child writes to their pages
             pid = os.fork()
             if pid == 0:
                 return {"message": message, "fds": fds, "sock": sock, "pidfds": list(children)}
