@@ -249,7 +249,8 @@ class LocalBackend:
         env = job_environment(key, settings, paths, upload_dir)
         uri = paths.store.uri_of(paths.name)
         cwd = _start_dir()
-        if settings.python is None or _resolved(settings.python) == _resolved(sys.executable):
+        # (the very path: a venv's python resolves to its base interpreter, with other packages)
+        if settings.python is None or settings.python == sys.executable:
             forked = self._fork(paths, python, uri, env, cwd, [out, err], log_dir)
             if forked is not None:
                 return forked
