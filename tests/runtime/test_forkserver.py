@@ -379,3 +379,8 @@ def test_a_fork_server_that_cannot_start_leaves_jobs_to_new_interpreters(job_roo
     )
     call = remote(stream_logs=False, environment_variables={"PYTHONPATH": str(shadow)})(square)
     assert [call(x) for x in (2, 3)] == [(4, os.getpid()), (9, os.getpid())]
+
+
+def test_the_clients_own_interpreter_named_explicitly_is_forked_too(job_root):
+    x, parent = remote(stream_logs=False, python=sys.executable)(square)(4)
+    assert x == 16 and forked(cmdline(parent))
