@@ -230,8 +230,11 @@ def _become_job(job: dict[str, Any]) -> int:
     sys.orig_argv = argv
     if not _set_cmdline(argv):  # (checked by the client: it fits)
         print("remote-runtime: could not set the job's command line", file=sys.stderr)
-    # as `python -m remote_runtime.bootstrap <job_uri>` runs it: as __main__, which ends
-    # with sys.exit(main()), so the child leaves through the normal interpreter exit
+    # as `python -m remote_runtime.bootstrap <job_uri>` runs it: as __main__ (and only
+    # there, as in a fresh process), which ends with sys.exit(main()), so the child
+    # leaves through the normal interpreter exit
+    if sys.modules.pop("remote_runtime.bootstrap", None) is not None:
+        vars(sys.modules["remote_runtime"]).pop("bootstrap", None)
     runpy.run_module("remote_runtime.bootstrap", run_name="__main__", alter_sys=True)
     return 0
 
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import remote_codecs  # noqa: F401
 
-    from . import bootstrap, errors, job, outcome, processes, store  # noqa: F401
+    from . import errors, job, outcome, processes, store  # noqa: F401
 
     forked = _serve(sock)
     if forked is None:

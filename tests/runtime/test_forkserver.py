@@ -178,6 +178,7 @@ def test_results_exceptions_logs_and_exit_codes(job_root, monkeypatch, mode):
             logs = f.logs()
             assert f"out: {word}" in logs and f"err: {word}" in logs
             seen[word] = (status["state"], status.get("exit_code"))
+        assert futures["hi"].logs() == "out: hi\nerr: hi\n"  # and nothing else
     assert seen == {
         "hi": ("Completed", 0),
         "raise": ("Failed", 1),
