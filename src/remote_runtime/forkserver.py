@@ -14,7 +14,8 @@ clean state; each child becomes exactly what ``python -m remote_runtime.bootstra
   stderr the job's log files (opened by the client, never through a link nor a FIFO,
   and passed over the socket with SCM_RIGHTS);
 - the job's environment (``os.environ`` replaced, per-job key included: the key travels
-  over the private socket pair, never through the store or a file), working folder,
+  in a pipe that only the child reads, sent over the private socket pair, never through
+  the store, a file, or the server's memory), working folder,
   ``sys.argv``, ``sys.path`` (the server's initial one, which is what the job's
   PYTHONPATH gives a fresh process: the client's sys.path never reaches it) and command
   line (``/proc/<pid>/cmdline`` is rewritten to the bootstrap's, the job URI padded with
@@ -159,8 +160,8 @@ def _serve(sock: socket.socket) -> dict[str, Any] | None:
             refusal = None
             if closing:
                 refusal = "the fork server is exiting (idle)"
-            elif len(fds) != 2:
-                refusal = "the job's log files did not arrive"
+            elif len(fds) != 3:
+                refusal = "the job's log files and key did not arrive"
             elif _threads() != 1:
                 refusal = "the fork server is not single-threaded"
             if refusal is not None:
@@ -209,7 +210,9 @@ def _become_job(job: dict[str, Any]) -> int:
     job["sock"].close()
     for fd in job["pidfds"]:
         os.close(fd)
-    out, err = job["fds"]
+    out, err, secret = job["fds"]
+    with os.fdopen(secret, "rb") as f:  # (the server never reads it: no job's key is in
+        value = f.read(1 << 16).decode()  # its memory, and so in no later child's)
     os.setsid()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -221,6 +224,8 @@ def _become_job(job: dict[str, Any]) -> int:
     os.chdir(message["cwd"])
     os.environ.clear()
     os.environ.update(message["env"])
+    if message.get("secret"):
+        os.environ[message["secret"]] = value
     sys.path[:] = _INITIAL_PATH
     import runpy
 
@@ -419,6 +424,7 @@ class ForkServer:
         cwd: str,
         logs: list[IO[bytes]],
         log_dir: str,
+        secret: str,
     ) -> ForkedProcess:
         import time
 
@@ -427,13 +433,24 @@ class ForkServer:
             self._next += 1
             job = ForkedProcess(self, self._next, paths, log_dir)
             self.jobs[job.id] = job
-        message = {"op": "run", "id": job.id, "job_uri": uri, "python": python, "env": env}
-        message["cwd"] = cwd
+        # The key travels in a pipe that only the child reads, never in the message.
+        public = {k: v for k, v in env.items() if k != secret}
+        message = {"op": "run", "id": job.id, "job_uri": uri, "python": python, "env": public}
+        message.update(cwd=cwd, secret=secret if secret in env else None)
         data = json.dumps(message).encode()
         if self.dead or len(data) > MAX_MESSAGE - 1024:
             self._forget(job)
             raise Unavailable("the fork server is gone or the job's environment is too large")
-        if not self.send(message, [f.fileno() for f in logs]):
+        read_end, write_end = os.pipe()
+        try:
+            os.write(write_end, env.get(secret, "").encode())
+        finally:
+            os.close(write_end)
+        try:
+            sent = self.send(message, [*(f.fileno() for f in logs), read_end])
+        finally:
+            os.close(read_end)
+        if not sent:
             self._forget(job)
             raise Unavailable("the fork server did not take the job")
         if not job.answered.wait(START_TIMEOUT):
@@ -539,6 +556,7 @@ class ForkServers:
         cwd: str,
         logs: list[IO[bytes]],
         log_dir: str,
+        secret: str,
         private: tuple[str, ...],
     ) -> ForkedProcess:
         """Start the job in a forked child of the server for its environment (started now
@@ -556,7 +574,7 @@ class ForkServers:
                     self._trim()
                     server = self._servers[key] = ForkServer(sys.executable, shared, cwd)
             try:
-                return server.launch(paths, python, uri, env, cwd, logs, log_dir)
+                return server.launch(paths, python, uri, env, cwd, logs, log_dir, secret)
             except Unavailable:
                 if not server.ready.is_set():
                     with self._lock:

@@ -385,3 +385,43 @@ def test_a_fork_server_that_cannot_start_leaves_jobs_to_new_interpreters(job_roo
 def test_the_clients_own_interpreter_named_explicitly_is_forked_too(job_root):
     x, parent = remote(stream_logs=False, python=sys.executable)(square)(4)
     assert x == 16 and forked(cmdline(parent))
+
+
+def readable_memory(pid):
+    """The bytes of every readable private mapping of process ``pid``."""
+    chunks = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("r") or (len(fields) > 5 and fields[5] == "[vvar]"):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                chunks.append(mem.read(end - start))
+            except (OSError, OverflowError, ValueError):
+                continue
+    return b"".join(chunks)
+
+
+def parent_of_job():
+    return os.getppid()
+
+
+def test_the_fork_server_never_holds_a_jobs_key(job_root):
+    """A child is a copy of the server: what the server held of an earlier job's key, a
+    later job could read in its own memory."""
+    from remote_runtime.client import job_key
+
+    with RemoteExecutor(stream_logs=False) as ex:
+        futures = [ex.submit(parent_of_job) for _ in range(3)]
+        servers = {f.result(timeout=60) for f in futures}
+    (server,) = servers
+    try:
+        memory = readable_memory(server)
+    except PermissionError:
+        pytest.skip("this machine does not let a parent read its child's memory")
+    assert len(memory) > 1 << 20
+    for f in futures:
+        key = job_key(f.job_name)
+        assert key.hex().encode() not in memory and key not in memory

@@ -287,7 +287,7 @@ class LocalBackend:
                 self._forks = forkserver.ForkServers()
         try:
             forked = self._forks.launch(
-                paths, python, uri, env, cwd, logs, log_dir, (KEY_ENV, LOG_DIR_ENV)
+                paths, python, uri, env, cwd, logs, log_dir, KEY_ENV, (KEY_ENV, LOG_DIR_ENV)
             )
         except forkserver.Unavailable:
             return None
