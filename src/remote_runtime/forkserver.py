@@ -186,15 +186,34 @@ def _serve(sock: socket.socket) -> dict[str, Any] | None:
             )
 
 
+def _argument_area() -> tuple[int, int] | None:
+    """Where this process's command line lies in its memory (``/proc/self/stat`` fields
+    48 and 49), if what is there is what ``/proc/self/cmdline`` shows."""
+    import ctypes
+
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])
+        with open("/proc/self/cmdline", "rb") as f:
+            shown = f.read()
+    except (OSError, IndexError, ValueError):
+        return None
+    if start <= 0 or end - start != len(shown) or ctypes.string_at(start, end - start) != shown:
+        return None
+    return start, end
+
+
 def _set_cmdline(argv: list[str]) -> bool:
     """Rewrite this process's command line (/proc/self/cmdline) to ``argv``, whose last
     item (the job URI) is padded with trailing slashes to the length of the original
     command line (the kernel shows the whole original area). False if it does not fit."""
     import ctypes
 
-    with open("/proc/self/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48 and 49)
+    area = _argument_area()
+    if area is None:
+        return False
+    start, end = area
     data = b"\0".join(a.encode() for a in argv)
     gap = (end - start) - len(data) - 1
     if gap < 0 or start <= 0:
@@ -233,8 +252,13 @@ def _become_job(job: dict[str, Any]) -> int:
     argv = [message["python"], "-m", "remote_runtime.bootstrap", uri]
     sys.argv = ["-m", uri]  # (run_module puts the module's file first, as -m does)
     sys.orig_argv = argv
-    if not _set_cmdline(argv):  # (checked by the client: it fits)
-        print("remote-runtime: could not set the job's command line", file=sys.stderr)
+    if not _set_cmdline(argv):  # (the client checked that it fits, the server that it can)
+        print(
+            f"remote-runtime: the fork server could not give job {uri} its command line; "
+            f"set {DISABLE_ENV}=0 to start each cold job as a new interpreter",
+            file=sys.stderr,
+        )
+        return 70
     # as `python -m remote_runtime.bootstrap <job_uri>` runs it: as __main__ (and only
     # there, as in a fresh process), which ends with sys.exit(main()), so the child
     # leaves through the normal interpreter exit
@@ -258,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import errors, job, outcome, processes, store  # noqa: F401
 
+    if _argument_area() is None:
+        # a child could not take its job's command line, by which `jobs cancel` proves it
+        # and a re-attached client sees it alive: leave these jobs to new interpreters
+        return 1
     forked = _serve(sock)
     if forked is None:
         return 0
