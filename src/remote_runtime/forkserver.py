@@ -170,11 +170,17 @@ def _serve(sock: socket.socket) -> dict[str, Any] | None:
                 reply({"id": job_id, "error": refusal})
                 continue
             gc.freeze()  # the server's objects: no collection in a child writes to their pages
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as exc:  # (out of processes or memory, for now)
+                pid = -1
+                reply({"id": job_id, "error": f"fork failed: {exc}"})
             if pid == 0:
                 return {"message": message, "fds": fds, "sock": sock, "pidfds": list(children)}
             for f in fds:
                 os.close(f)
+            if pid < 0:
+                continue
             pidfd = os.pidfd_open(pid)
             info = proc_info(pid)
             children[pidfd] = (job_id, pid)
@@ -361,7 +367,7 @@ class ForkedProcess:
         except Exception:  # (the store is down: the client learns the outcome later)
             status = {}
         code = status.get("exit_code") if status.get("state") in _TERMINAL else None
-        self._finish(code if isinstance(code, int) and code != 0 else (0 if code == 0 else -9))
+        self._finish(code if isinstance(code, int) else -9)  # (its real code went to init)
         return self._code
 
     def stop(self) -> None:
