@@ -1,5 +1,10 @@
 """The embedded local backend: each job in a fresh interpreter process of its own.
 
+On Linux that process is forked from the client's fork server for the job's interpreter
+and environment (forkserver.py), which makes it exactly what the process below would be
+without paying for the interpreter start and the imports; elsewhere, for another
+``python=``, or when no fork server can start, it is started as a new interpreter.
+
 The process runs ``python -m remote_runtime.bootstrap <job_uri>`` in a new session (so
 interrupting the caller does not interrupt the job; stopping it kills its whole process
 group), with the per-job key in its environment and its stdout/stderr in the job's
@@ -8,7 +13,8 @@ group), with the per-job key in its environment and its stdout/stderr in the job
 No leftovers: the job process kills every descendant when the function ends (it is a
 child subreaper, so even those that started a session of their own or whose parent
 exited); when the job process itself ends, however it ends, this client kills what is
-left of its process group before reaping it. The log files are opened here, never
+left of its process group before reaping it (for a forked one, the fork server does,
+being its parent). The log files are opened here, never
 through a link and never a FIFO.
 """
 
