@@ -1,5 +1,10 @@
 """The embedded local backend: each job in a fresh interpreter process of its own.
 
+On Linux that process is forked from the client's fork server for the job's interpreter
+and environment (forkserver.py), which makes it exactly what the process below would be
+without paying for the interpreter start and the imports; elsewhere, for another
+``python=``, or when no fork server can start, it is started as a new interpreter.
+
 The process runs ``python -m remote_runtime.bootstrap <job_uri>`` in a new session (so
 interrupting the caller does not interrupt the job; stopping it kills its whole process
 group), with the per-job key in its environment and its stdout/stderr in the job's
@@ -8,7 +13,8 @@ group), with the per-job key in its environment and its stdout/stderr in the job
 No leftovers: the job process kills every descendant when the function ends (it is a
 child subreaper, so even those that started a session of their own or whose parent
 exited); when the job process itself ends, however it ends, this client kills what is
-left of its process group before reaping it. The log files are opened here, never
+left of its process group before reaping it (for a forked one, the fork server does,
+being its parent). The log files are opened here, never
 through a link and never a FIFO.
 """
 
@@ -23,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..bootstrap import KEY_ENV, LOG_DIR_ENV
 from ..job import (
@@ -38,6 +44,9 @@ from ..job import (
 )
 from ..processes import kill_tree
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..forkserver import ForkedProcess, ForkServers
 
 __all__ = ["LocalBackend", "LocalProcess"]
 
@@ -231,6 +240,7 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self.workers = WorkerPool()
+        self._forks: ForkServers | None = None
 
     @classmethod
     def shared(cls) -> LocalBackend:
@@ -239,27 +249,71 @@ class LocalBackend:
                 cls._shared = cls()
             return cls._shared
 
-    def launch(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess | WorkerJob:
+    def launch(
+        self, paths: JobPaths, key: bytes, settings: Settings
+    ) -> LocalProcess | ForkedProcess | WorkerJob:
         if settings.keep_alive_period_in_seconds > 0:
             return self.workers.run(paths, key, settings)
         return self.launch_process(paths, key, settings)
 
-    def launch_process(self, paths: JobPaths, key: bytes, settings: Settings) -> LocalProcess:
+    def launch_process(
+        self, paths: JobPaths, key: bytes, settings: Settings
+    ) -> LocalProcess | ForkedProcess:
         log_dir, upload_dir = _log_dirs(paths)
         python = settings.python or sys.executable
         out, err = _open_logs(paths, log_dir)  # closed by wait()
-        kwargs: dict[str, Any] = {"cwd": _start_dir()}
+        env = job_environment(key, settings, paths, upload_dir)
+        uri = paths.store.uri_of(paths.name)
+        cwd = _start_dir()
+        # (the very path: a venv's python resolves to its base interpreter, with other packages)
+        if settings.python is None or settings.python == sys.executable:
+            forked = self._fork(paths, python, uri, env, cwd, [out, err], log_dir)
+            if forked is not None:
+                return forked
         popen = subprocess.Popen(
-            [python, "-m", "remote_runtime.bootstrap", paths.store.uri_of(paths.name)],
+            [python, "-m", "remote_runtime.bootstrap", uri],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
             start_new_session=True,
-            env=job_environment(key, settings, paths, upload_dir),
+            env=env,
             close_fds=True,
-            **kwargs,
+            cwd=cwd,
         )
         return LocalProcess(popen, log_dir, [out, err])
+
+    def _fork(
+        self,
+        paths: JobPaths,
+        python: str,
+        uri: str,
+        env: dict[str, str],
+        cwd: str,
+        logs: list[IO[bytes]],
+        log_dir: str,
+    ) -> ForkedProcess | None:
+        """The job forked from this client's fork server (forkserver.py), or None where
+        that cannot be done (then it starts with Popen)."""
+        from .. import forkserver
+
+        if not forkserver.available():
+            return None
+        with self._lock:
+            if self._forks is None:
+                self._forks = forkserver.ForkServers()
+        try:
+            forked = self._forks.launch(
+                paths, python, uri, env, cwd, logs, log_dir, KEY_ENV, (KEY_ENV, LOG_DIR_ENV)
+            )
+        except forkserver.Unavailable:
+            return None
+        except BaseException:
+            for f in logs:
+                f.close()
+            raise
+        for f in logs:
+            f.close()  # the job process has its own copies
+        return forked
 
 
 # -- warm workers ---------------------------------------------------------------------------------
