@@ -331,3 +331,22 @@ def test_map_progress_and_timeout(capsys):
         assert "4/4 done: 4 completed, 0 failed, 0 stopped" in err
         with pytest.raises(cf.TimeoutError):
             list(ex.map(sleep_and_log, ["/dev/null"], [5], ["t"], timeout=0.5))
+
+
+def prefix():
+    return sys.prefix
+
+
+def test_a_venv_and_its_base_interpreter_never_share_a_warm_worker(job_root):
+    """A venv's python is a link to its base interpreter, but another environment."""
+    base = os.path.realpath(sys.executable)
+    if base == os.path.abspath(sys.executable) or sys.prefix == sys.base_prefix:
+        pytest.skip("the tests do not run in a venv")
+    with RemoteExecutor(keep_alive_period_in_seconds=30, stream_logs=False) as ex:
+        assert ex.submit(prefix).result() == sys.prefix  # a warm worker of the venv
+    with RemoteExecutor(keep_alive_period_in_seconds=30, stream_logs=False, python=base) as ex:
+        try:
+            got = ex.submit(prefix).result()
+        except Exception:  # the base lacks what a job needs: refused, never the venv's
+            return
+    assert got == sys.base_prefix

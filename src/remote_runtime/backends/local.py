@@ -450,8 +450,10 @@ class WorkerJob:
 
 @functools.lru_cache(maxsize=64)
 def _resolved(python: str) -> str:
-    """The interpreter's resolved path (per job: cached, it is a dozen syscalls)."""
-    return os.path.realpath(python)
+    """The interpreter's absolute path (per job: cached). Not resolved through links: a
+    venv's python is a link to its base interpreter but another environment, so its
+    jobs must never share a warm worker with the base's."""
+    return os.path.abspath(python)
 
 
 class WorkerPool:
