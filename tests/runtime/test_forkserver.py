@@ -22,6 +22,7 @@ import uuid
 import pytest
 
 from remote_runtime import JobFailedError, JobTimeoutError, RemoteExecutor, remote
+from servers import status_record
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -174,7 +175,7 @@ def test_results_exceptions_logs_and_exit_codes(job_root, monkeypatch, mode):
         for word in ("exit", "kill"):
             assert isinstance(futures[word].exception(timeout=60), JobFailedError)
         for word, f in futures.items():
-            status = json.loads((job_root / f.job_name / "status.json").read_text())
+            status = status_record(job_root / f.job_name)
             logs = f.logs()
             assert f"out: {word}" in logs and f"err: {word}" in logs
             seen[word] = (status["state"], status.get("exit_code"))
