@@ -301,3 +301,40 @@ def plant_bundle(job_folder: Any, role: str, value: Any, **dumps: Any) -> Path:
     path = Path(job_folder) / f"{role}.bundle"
     path.write_bytes(rc.dumps(value, **dumps))
     return path
+
+
+# -- processes, found by their command line (/proc) -------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2] not in "ZX"
+
+
+def running_with(argv: list[str]) -> list[int]:
+    """Pids of live processes whose command line is exactly ``argv``."""
+    want = ("\0".join(argv) + "\0").encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if f.read() == want and alive(int(entry)):
+                    out.append(int(entry))
+        except OSError:
+            pass
+    return out
+
+
+def eventually_none_running(argv: list[str], seconds: float = 20.0) -> list[int]:
+    """``running_with(argv)`` once it is empty, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while running_with(argv) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return running_with(argv)

@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from remote_runtime import JobFailedError, JobTimeoutError, RemoteExecutor, remote
-from servers import status_record
+from servers import alive, eventually_none_running, running_with, status_record
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -31,15 +31,6 @@ def cmdline(pid):
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return [a.decode() for a in f.read().split(b"\0")[:-1]]
 
-
-def alive(pid):
-    """Running (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return False
-    return text[text.rfind(")") + 2] not in "ZX"
 
 
 def eventually_gone(pid, seconds=20.0):
@@ -209,22 +200,11 @@ def wait_for_file(path, seconds=60.0):
 
 
 def sleeps_with(tag):
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if cmdline(int(entry)) == ["sleep", tag] and alive(int(entry)):
-                    out.append(int(entry))
-            except OSError:
-                pass
-    return out
+    return running_with(["sleep", tag])
 
 
 def eventually_no_sleep(tag, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while sleeps_with(tag) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return sleeps_with(tag)
+    return eventually_none_running(["sleep", tag], seconds)
 
 
 def new_tag():

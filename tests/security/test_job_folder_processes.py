@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from remote_runtime import RemoteExecutor, get_future
-from servers import status_record
+from servers import alive, eventually_none_running, running_with, status_record
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -42,39 +42,6 @@ def proc_identity(pid):
         boot = f.read().strip()
     fields = text[text.rfind(")") + 2 :].split()
     return {"pid": pid, "pid_start": int(fields[19]), "boot_id": boot, "host": os.uname().nodename}
-
-
-def alive(pid):
-    """Running (not gone, not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return False
-    return text[text.rfind(")") + 2] not in "ZX"
-
-
-def running_with(argv):
-    """Pids of live processes whose command line is exactly ``argv``."""
-    want = ("\0".join(argv) + "\0").encode()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if f.read() == want and alive(int(entry)):
-                    out.append(int(entry))
-        except OSError:
-            pass
-    return out
-
-
-def eventually_none_running(argv, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while running_with(argv) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return running_with(argv)
 
 
 def plant_status(root, name, **fields):
