@@ -47,6 +47,7 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -396,6 +397,23 @@ class ForkedProcess:
 _TERMINAL = ("Completed", "Failed", "Stopped")
 
 
+@dataclass(frozen=True)
+class Launch:
+    """One cold job to start: its folder, interpreter, URI, environment (``secret`` names
+    the variable that holds its key; ``private`` those that differ per job and so do not
+    choose the server), start folder and log files."""
+
+    paths: JobPaths
+    python: str
+    uri: str
+    env: dict[str, str]
+    cwd: str
+    logs: list[IO[bytes]]
+    log_dir: str
+    secret: str
+    private: tuple[str, ...]
+
+
 class ForkServer:
     """The client's end of one fork server, and the thread that reads its replies."""
 
@@ -449,19 +467,11 @@ class ForkServer:
         with self._lock:
             return bool(self.jobs)
 
-    def launch(
-        self,
-        paths: JobPaths,
-        python: str,
-        uri: str,
-        env: dict[str, str],
-        cwd: str,
-        logs: list[IO[bytes]],
-        log_dir: str,
-        secret: str,
-    ) -> ForkedProcess:
+    def launch(self, request: Launch) -> ForkedProcess:
         import time
 
+        paths, python, uri, env = request.paths, request.python, request.uri, request.env
+        cwd, logs, log_dir, secret = request.cwd, request.logs, request.log_dir, request.secret
         self.last_used = time.monotonic()
         with self._lock:
             self._next += 1
@@ -581,24 +591,13 @@ class ForkServers:
                 pass
         self._servers = {}
 
-    def launch(
-        self,
-        paths: JobPaths,
-        python: str,
-        uri: str,
-        env: dict[str, str],
-        cwd: str,
-        logs: list[IO[bytes]],
-        log_dir: str,
-        secret: str,
-        private: tuple[str, ...],
-    ) -> ForkedProcess:
+    def launch(self, request: Launch) -> ForkedProcess:
         """Start the job in a forked child of the server for its environment (started now
         if there is none yet). Unavailable: nothing was started, use Popen."""
-        if len(python) + len(uri) + 64 > PAD:
+        if len(request.python) + len(request.uri) + 64 > PAD:
             raise Unavailable("the job's command line would not fit")
-        shared = {k: v for k, v in env.items() if k not in private}
-        key = (python, tuple(sorted(shared.items())))
+        shared = {k: v for k, v in request.env.items() if k not in request.private}
+        key = (request.python, tuple(sorted(shared.items())))
         for _ in range(2):
             with self._lock:
                 if key in self._broken:
@@ -606,9 +605,9 @@ class ForkServers:
                 server = self._servers.get(key)
                 if server is None or server.dead:
                     self._trim()
-                    server = self._servers[key] = ForkServer(sys.executable, shared, cwd)
+                    server = self._servers[key] = ForkServer(sys.executable, shared, request.cwd)
             try:
-                return server.launch(paths, python, uri, env, cwd, logs, log_dir, secret)
+                return server.launch(request)
             except Unavailable:
                 if not server.ready.is_set():
                     with self._lock:

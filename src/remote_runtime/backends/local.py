@@ -46,7 +46,7 @@ from ..processes import kill_tree
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from ..forkserver import ForkedProcess, ForkServers
+    from ..forkserver import ForkedProcess, ForkServers, Launch
 
 __all__ = ["LocalBackend", "LocalProcess"]
 
@@ -267,7 +267,12 @@ class LocalBackend:
         cwd = _start_dir()
         # (the very path: a venv's python resolves to its base interpreter, with other packages)
         if settings.python is None or settings.python == sys.executable:
-            forked = self._fork(paths, python, uri, env, cwd, [out, err], log_dir)
+            from .. import forkserver
+
+            request = forkserver.Launch(
+                paths, python, uri, env, cwd, [out, err], log_dir, KEY_ENV, (KEY_ENV, LOG_DIR_ENV)
+            )
+            forked = self._fork(request)
             if forked is not None:
                 return forked
         popen = subprocess.Popen(
@@ -282,16 +287,7 @@ class LocalBackend:
         )
         return LocalProcess(popen, log_dir, [out, err])
 
-    def _fork(
-        self,
-        paths: JobPaths,
-        python: str,
-        uri: str,
-        env: dict[str, str],
-        cwd: str,
-        logs: list[IO[bytes]],
-        log_dir: str,
-    ) -> ForkedProcess | None:
+    def _fork(self, request: Launch) -> ForkedProcess | None:
         """The job forked from this client's fork server (forkserver.py), or None where
         that cannot be done (then it starts with Popen)."""
         from .. import forkserver
@@ -302,16 +298,14 @@ class LocalBackend:
             if self._forks is None:
                 self._forks = forkserver.ForkServers()
         try:
-            forked = self._forks.launch(
-                paths, python, uri, env, cwd, logs, log_dir, KEY_ENV, (KEY_ENV, LOG_DIR_ENV)
-            )
+            forked = self._forks.launch(request)
         except forkserver.Unavailable:
             return None
         except BaseException:
-            for f in logs:
+            for f in request.logs:
                 f.close()
             raise
-        for f in logs:
+        for f in request.logs:
             f.close()  # the job process has its own copies
         return forked
 
