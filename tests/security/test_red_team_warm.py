@@ -536,3 +536,96 @@ def test_tampering_with_an_earlier_jobs_function_bundle_does_not_break_the_next_
     assert remote(small_function)(2) == 6
     newest = sorted(p for p in job_root.iterdir() if p.name.startswith("small-function"))[-1]
     assert not (newest / "function.bundle").is_symlink()
+
+
+# ===========================================================================================
+# 3. a first-time user doing ordinary things: the same function, changed between calls
+# ===========================================================================================
+
+SETTING = {"value": 1}
+THRESHOLD = 1
+
+
+def read_setting() -> int:
+    return SETTING["value"]
+
+
+def read_threshold() -> int:
+    return THRESHOLD
+
+
+def with_default(x: int = 1) -> int:
+    return x
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_global_changed_between_calls_is_seen_by_the_next_call(job_root, warm):
+    global THRESHOLD
+    run: Any
+    ex = RemoteExecutor(**WARM) if warm else None
+    run = (lambda fn: ex.submit(fn).result(timeout=20)) if ex else (lambda fn: remote(fn)())
+    try:
+        SETTING["value"], THRESHOLD = 1, 1
+        assert run(read_setting) == 1
+        assert run(read_threshold) == 1
+        SETTING["value"], THRESHOLD = 2, 2  # same pickled size
+        assert run(read_setting) == 2
+        assert run(read_threshold) == 2
+        with_default.__defaults__ = (7,)
+        assert run(with_default) == 7
+        with_default.__defaults__ = (8,)
+        assert run(with_default) == 8
+    finally:
+        SETTING["value"], THRESHOLD = 1, 1
+        with_default.__defaults__ = (1,)
+        if ex:
+            ex.shutdown()
+
+
+def test_a_redefined_function_of_the_same_name_and_size_runs_its_new_code(job_root):
+    ns: dict[str, Any] = {}
+    exec("def same_name():\n    return 'old'\n", ns)
+    assert remote(ns["same_name"])() == "old"
+    exec("def same_name():\n    return 'new'\n", ns)
+    assert remote(ns["same_name"])() == "new"
+    with RemoteExecutor(**WARM) as ex:
+        exec("def same_name():\n    return 'aaa'\n", ns)
+        assert ex.submit(ns["same_name"]).result(timeout=20) == "aaa"
+        exec("def same_name():\n    return 'bbb'\n", ns)
+        assert ex.submit(ns["same_name"]).result(timeout=20) == "bbb"
+
+
+def test_many_threads_of_one_client_calling_one_function(job_root):
+    errors: list[BaseException] = []
+    results: dict[int, int] = {}
+
+    def cold(i: int) -> None:
+        try:
+            results[i] = remote(add_one)(i)
+        except BaseException as exc:  # pragma: no cover - a finding
+            errors.append(exc)
+
+    with RemoteExecutor(max_parallel_jobs=3, keep_alive_period_in_seconds=30) as ex:
+        warm_futures: dict[int, Any] = {}
+        lock = threading.Lock()
+
+        def warm(i: int) -> None:
+            fut = ex.submit(add_one, i)
+            with lock:
+                warm_futures[i] = fut
+
+        threads = [threading.Thread(target=cold, args=(i,)) for i in range(8)]
+        threads += [threading.Thread(target=warm, args=(100 + i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        warm_results = {i: f.result(timeout=30) for i, f in warm_futures.items()}
+    assert not errors, errors
+    assert results == {i: i + 1 for i in range(8)}
+    assert warm_results == {100 + i: 101 + i for i in range(24)}
+    # every job's function bundle is a regular file of the same bytes
+    digests = {
+        (p / "function.bundle").read_bytes() for p in job_root.iterdir() if p.is_dir()
+    }
+    assert len(digests) == 1
