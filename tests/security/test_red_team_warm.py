@@ -629,3 +629,84 @@ def test_many_threads_of_one_client_calling_one_function(job_root):
         (p / "function.bundle").read_bytes() for p in job_root.iterdir() if p.is_dir()
     }
     assert len(digests) == 1
+
+
+# ===========================================================================================
+# 4. jobs cancel against warm workers: only the job named, never its worker's other job
+# ===========================================================================================
+
+
+def warm_pair(ex: RemoteExecutor, root: Path, flag: Path) -> tuple[Any, Any]:
+    """B finished in a warm worker, A now running in the same worker."""
+    b = ex.submit(add_one, 1)
+    assert b.result(timeout=20) == 2
+    a = ex.submit(wait_for_file, str(flag), "A done")
+    wait_for(lambda: running(root, a.job_name), what="A running")
+    assert last_status(root / a.job_name)["pid"] == last_status(root / b.job_name)["pid"]
+    return a, b
+
+
+def test_cancel_of_a_finished_job_replaying_its_running_line_spares_the_workers_next_job(
+    job_root, tmp_path
+):
+    flag = tmp_path / "go"
+    with RemoteExecutor(**WARM) as ex:
+        a, b = warm_pair(ex, job_root, flag)
+        folder = job_root / b.job_name
+        lines = status_lines(folder)
+        running_line = next(x for x in lines if x.get("state") == "InProgress")
+        with open(folder / "status.json", "a") as fh:
+            fh.write(json.dumps(running_line) + "\n")
+        cli("jobs", "cancel", b.job_name)
+        time.sleep(0.3)
+        flag.touch()
+        assert a.result(timeout=20) == "A done"
+        assert last_status(job_root / a.job_name)["state"] == "Completed"
+
+
+def test_cancel_of_a_copy_of_a_running_warm_jobs_folder_spares_the_job(job_root, tmp_path):
+    flag = tmp_path / "go"
+    with RemoteExecutor(**WARM) as ex:
+        a, _ = warm_pair(ex, job_root, flag)
+        fake = job_root / (a.job_name[:-4] + "zzzz")
+        shutil.copytree(job_root / a.job_name, fake)
+        cli("jobs", "cancel", fake.name)
+        time.sleep(0.3)
+        flag.touch()
+        assert a.result(timeout=20) == "A done"
+
+
+def test_cancel_of_a_queued_job_whose_status_names_the_warm_worker_spares_the_running_one(
+    job_root, tmp_path
+):
+    """C is queued behind A in the same executor; its status.json is made to claim A's
+    worker. Cancelling C may stop C; it must not stop A."""
+    flag = tmp_path / "go"
+    with RemoteExecutor(**WARM) as ex:
+        a, _ = warm_pair(ex, job_root, flag)
+        c = ex.submit(add_one, 5)
+        a_running = next(
+            x for x in status_lines(job_root / a.job_name) if x.get("state") == "InProgress"
+        )
+        with open(job_root / c.job_name / "status.json", "a") as fh:
+            fh.write(json.dumps(a_running) + "\n")
+        cli("jobs", "cancel", c.job_name)
+        time.sleep(0.3)
+        flag.touch()
+        assert a.result(timeout=20) == "A done"
+
+
+def test_cancel_of_a_running_warm_job_stops_it_and_the_next_job_still_runs(job_root, tmp_path):
+    """The control: the same command on the real job works."""
+    flag = tmp_path / "never"
+    with RemoteExecutor(**WARM) as ex:
+        a, _ = warm_pair(ex, job_root, flag)
+        out = cli("jobs", "cancel", a.job_name)
+        assert out.returncode == 0, out.stderr
+        with pytest.raises(BaseException):
+            a.result(timeout=20)
+        assert wait_for(
+            lambda: last_status(job_root / a.job_name)["state"] in ("Stopped", "Failed"),
+            what="A stopped",
+        )
+        assert ex.submit(add_one, 9).result(timeout=20) == 10
