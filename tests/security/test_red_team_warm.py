@@ -1036,3 +1036,124 @@ def test_a_damaged_results_file_is_a_typed_error_in_bounded_time(job_root, tmp_p
 
 def divide_by_zero(x: int) -> float:
     return x / 0
+
+
+# ===========================================================================================
+# 7. a queued warm job's folder rewritten: other arguments, other function, other job.json
+# ===========================================================================================
+
+
+def test_a_queued_warm_job_with_another_jobs_arguments_is_refused(job_root, tmp_path):
+    flag = tmp_path / "go"
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(add_one, 0).result(timeout=20) == 1  # warm
+        blocker = ex.submit(wait_for_file, str(flag), "blocker")
+        victim = ex.submit(echo, "mine")
+        other = ex.submit(echo, "theirs")
+        shutil.copyfile(
+            job_root / other.job_name / "arguments.bundle",
+            job_root / victim.job_name / "arguments.bundle",
+        )
+        flag.touch()
+        assert blocker.result(timeout=20) == "blocker"
+        try:
+            value = victim.result(timeout=20)
+        except (IntegrityError, JobFailedError):
+            value = None
+        assert other.result(timeout=20) == "theirs"
+    assert value in (None, "mine")
+
+
+def test_a_queued_warm_job_with_another_functions_bundle_does_not_run_it(
+    job_root, tmp_path, marker
+):
+    evil = evil_function_bundle(job_root, marker)
+    flag = tmp_path / "go"
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(add_one, 0).result(timeout=20) == 1
+        blocker = ex.submit(wait_for_file, str(flag), "blocker")
+        victim = ex.submit(make_marker_twin, str(marker))
+        target = job_root / victim.job_name / "function.bundle"
+        target.unlink()  # not in place: the file is shared with other jobs
+        shutil.copyfile(evil, target)
+        flag.touch()
+        assert blocker.result(timeout=20) == "blocker"
+        with pytest.raises((IntegrityError, JobFailedError)):
+            victim.result(timeout=20)
+
+
+def make_marker_twin(path: str) -> str:
+    """Takes the same argument as make_marker and does no harm."""
+    return "harmless " + os.path.basename(path)
+
+
+def test_another_jobs_job_json_does_not_bring_its_pre_execution_commands(
+    job_root, tmp_path
+):
+    pre_marker = tmp_path / "PRE-RAN"
+    with RemoteExecutor(max_parallel_jobs=1,
+                        pre_execution_commands=[f"touch {pre_marker}-{{n}}".replace("{n}", "b")]) as ex:
+        b = ex.submit(add_one, 1)
+        assert b.result(timeout=20) == 2
+    assert Path(f"{pre_marker}-b").exists()
+    os.unlink(f"{pre_marker}-b")
+    flag = tmp_path / "go"
+    with RemoteExecutor(max_parallel_jobs=1) as ex:
+        blocker = ex.submit(wait_for_file, str(flag), "blocker")
+        victim = ex.submit(add_one, 5)
+        shutil.copyfile(job_root / b.job_name / "job.json", job_root / victim.job_name / "job.json")
+        flag.touch()
+        assert blocker.result(timeout=20) == "blocker"
+        try:
+            value = victim.result(timeout=20)
+        except (IntegrityError, JobFailedError):
+            value = None
+    assert not Path(f"{pre_marker}-b").exists(), "job B's pre-execution commands ran in job A"
+    assert value in (None, 6)
+
+
+# ===========================================================================================
+# 8. a warm worker carries nothing of one job into the next
+# ===========================================================================================
+
+
+def dirty_the_worker(where: str) -> str:
+    os.environ["LEFT_BY_JOB_1"] = "yes"
+    os.chdir(where)
+    sys.path.insert(0, where)
+    import json as _json
+
+    _json.LEFT_BY_JOB_1 = True  # type: ignore[attr-defined]
+    return os.getcwd()
+
+
+def look_at_the_worker() -> dict[str, Any]:
+    import json as _json
+
+    return {
+        "env": os.environ.get("LEFT_BY_JOB_1"),
+        "secret": os.environ.get("JOB1_SECRET"),
+        "cwd_files": sorted(os.listdir(".")),
+        "cwd": os.getcwd(),
+        "json_attr": getattr(_json, "LEFT_BY_JOB_1", None),
+    }
+
+
+def test_environment_variables_of_one_executor_do_not_reach_the_next(job_root, tmp_path):
+    with RemoteExecutor(**WARM, environment_variables={"JOB1_SECRET": "s3cr3t"}) as ex:
+        assert ex.submit(add_one, 1).result(timeout=20) == 2
+    with RemoteExecutor(**WARM) as ex:
+        seen = ex.submit(look_at_the_worker).result(timeout=20)
+    assert seen["secret"] is None
+
+
+def test_a_job_that_changes_environ_and_cwd_does_not_change_the_next_job(job_root, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "someone-elses-file").write_text("x")
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(dirty_the_worker, str(elsewhere)).result(timeout=20) == str(elsewhere)
+        seen = ex.submit(look_at_the_worker).result(timeout=20)
+    assert seen["env"] is None
+    assert seen["cwd"] != str(elsewhere)
+    assert seen["cwd_files"] == []
