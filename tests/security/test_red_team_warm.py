@@ -596,15 +596,18 @@ def test_a_redefined_function_of_the_same_name_and_size_runs_its_new_code(job_ro
 
 
 def test_many_threads_of_one_client_calling_one_function(job_root):
-    errors: list[BaseException] = []
+    import traceback
+
+    errors: list[str] = []
     results: dict[int, int] = {}
 
     def cold(i: int) -> None:
         try:
             results[i] = remote(add_one)(i)
-        except BaseException as exc:  # pragma: no cover - a finding
-            errors.append(exc)
+        except BaseException:  # pragma: no cover - a finding
+            errors.append(traceback.format_exc())
 
+    assert remote(echo)(0) == 0  # the client key exists (its creation: the next test)
     with RemoteExecutor(max_parallel_jobs=3, keep_alive_period_in_seconds=30) as ex:
         warm_futures: dict[int, Any] = {}
         lock = threading.Lock()
@@ -621,14 +624,50 @@ def test_many_threads_of_one_client_calling_one_function(job_root):
         for t in threads:
             t.join(30)
         warm_results = {i: f.result(timeout=30) for i, f in warm_futures.items()}
-    assert not errors, errors
+    assert not errors, "\n".join(errors)
     assert results == {i: i + 1 for i in range(8)}
     assert warm_results == {100 + i: 101 + i for i in range(24)}
     # every job's function bundle is a regular file of the same bytes
     digests = {
-        (p / "function.bundle").read_bytes() for p in job_root.iterdir() if p.is_dir()
+        (p / "function.bundle").read_bytes()
+        for p in job_root.iterdir()
+        if p.is_dir() and p.name.startswith("add-one")
     }
     assert len(digests) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING: a first-time user (no client key yet) calling remote functions from "
+    "several threads at once: some calls raise a bare FileNotFoundError on "
+    "client.key.<pid>.tmp (the temporary key file is named by pid only, so the threads of "
+    "one process share it and one removes it under another)",
+)
+def test_first_calls_from_many_threads_on_a_machine_without_a_client_key(
+    job_root, tmp_path, monkeypatch
+):
+    import traceback
+
+    errors: list[str] = []
+    for round_ in range(6):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / f"fresh-cache-{round_}"))
+        barrier = threading.Barrier(10)
+
+        def call(i: int) -> None:
+            barrier.wait()
+            try:
+                assert remote(add_one)(i) == i + 1
+            except BaseException:
+                errors.append(traceback.format_exc())
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        if errors:
+            break
+    assert not errors, errors[0]
 
 
 # ===========================================================================================
