@@ -1479,3 +1479,77 @@ def test_control_a_reattached_future_of_a_job_that_dies_is_settled_failed(job_ro
             reattached.result(timeout=20)
         with pytest.raises(JobFailedError):
             genuine.result(timeout=20)
+
+
+# ===========================================================================================
+# 11. reading a damaged folder from the command line; one function in two roots
+# ===========================================================================================
+
+
+SPARSE_LOG_FINDING = (
+    "FINDING: a log file of a finished job replaced by a huge sparse file (32 GiB of holes) is "
+    "read whole: `remote-runtime jobs logs NAME` dies with MemoryError (a traceback), and on a "
+    "machine with the memory it would allocate it all"
+)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["fifo", pytest.param("sparse-huge", marks=pytest.mark.xfail(strict=True,
+                                                                reason=SPARSE_LOG_FINDING)),
+     "symlink-outside"],
+)
+def test_jobs_logs_and_cancel_on_planted_log_and_status_files_are_bounded(
+    job_root, tmp_path, shape
+):
+    folder = finished_job(job_root, print_and_return, "hello")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n")
+    for path in (folder / "logs" / "stdout.log", folder / "status.json"):
+        path.unlink()
+        if shape == "fifo":
+            os.mkfifo(path)
+        elif shape == "sparse-huge":
+            with open(path, "wb") as fh:
+                fh.truncate(32 << 30)
+        else:
+            path.symlink_to(secret)
+    for args in (("jobs", "logs", folder.name), ("jobs", "cancel", folder.name),
+                 ("jobs", "show", folder.name)):
+        out = cli(*args, timeout=15)  # raises TimeoutExpired if it blocks
+        assert "TOP-SECRET-CONTENT" not in out.stdout + out.stderr
+        assert "Traceback" not in out.stderr, out.stderr
+    try:
+        text = get_future(folder.name).logs()
+    except RemoteRuntimeError:
+        text = ""
+    assert "TOP-SECRET-CONTENT" not in text
+    assert len(text) < (64 << 20)
+
+
+def test_one_function_called_in_two_roots_does_not_share_an_inode_between_them(
+    job_root, tmp_path
+):
+    """A private root and a shared one on the same file system: the shared root's writer
+    must not get a way to change a file of the private root."""
+    shared = tmp_path / "shared-root"
+    assert remote(small_function)(1) == 3
+    assert remote(small_function, s3_root_uri=str(shared))(1) == 3
+    private_file = next(job_root.iterdir()) / "function.bundle"
+    shared_file = next(shared.iterdir()) / "function.bundle"
+    assert private_file.stat().st_ino != shared_file.stat().st_ino
+
+
+@pytest.mark.xfail(strict=True, reason=SPARSE_LOG_FINDING.replace(
+    "`remote-runtime jobs logs NAME`", "get_future(name).logs()"))
+def test_future_logs_of_a_huge_sparse_log_file_are_bounded(job_root):
+    folder = finished_job(job_root, print_and_return, "hello")
+    path = folder / "logs" / "stdout.log"
+    path.unlink()
+    with open(path, "wb") as fh:
+        fh.truncate(32 << 30)
+    try:
+        text = get_future(folder.name).logs()
+    except RemoteRuntimeError:
+        return
+    assert len(text) < (64 << 20)
