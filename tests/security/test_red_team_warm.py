@@ -1579,3 +1579,91 @@ def test_future_logs_of_a_huge_sparse_log_file_are_bounded(job_root):
     except RemoteRuntimeError:
         return
     assert len(text) < (64 << 20)
+
+
+# ===========================================================================================
+# 12. ordinary endings of a warm job: sys.exit, os._exit, fork
+# ===========================================================================================
+
+
+def exit_with(how: str, code: int) -> str:
+    print(f"exiting by {how}", flush=True)
+    if how == "sys.exit":
+        sys.exit(code)
+    os._exit(code)
+
+
+@pytest.mark.parametrize("how", ["sys.exit", "os._exit"])
+def test_a_warm_job_that_exits_fails_with_its_code_and_the_next_job_runs(job_root, how):
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(add_one, 0).result(timeout=20) == 1
+        f = ex.submit(exit_with, how, 3)
+        with pytest.raises(JobFailedError) as info:
+            f.result(timeout=20)
+        assert getattr(info.value, "exit_code", None) == 3
+        assert [ex.submit(add_one, i).result(timeout=20) for i in range(3)] == [1, 2, 3]
+    assert "exiting by" in log_text(job_root / f.job_name, "stdout")
+
+
+def fork_and_return() -> tuple[int, int]:
+    child = os.fork()
+    if child == 0:
+        time.sleep(0.2)  # the child returns too, into whatever called the function
+    return (os.getpid(), child)
+
+
+def test_a_warm_job_that_forks_leaves_no_second_worker_behind(job_root):
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(add_one, 0).result(timeout=20) == 1
+        f = ex.submit(fork_and_return)
+        pid, child = f.result(timeout=20)
+        later = [ex.submit(add_one, i) for i in range(6)]
+        assert [x.result(timeout=20) for x in later] == [i + 1 for i in range(6)]
+    # the parent's view: the job's own process answered, and its child is gone
+    assert child != 0, "the forked child's return value became the job's result"
+    time.sleep(0.5)
+    try:
+        os.kill(child, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    except PermissionError:
+        alive = True
+    if alive:  # a zombie is reaped, not alive
+        with open(f"/proc/{child}/stat") as fh:
+            alive = fh.read().split()[2] != "Z"
+    assert not alive, f"the job's forked child {child} outlived the job"
+    pids = {last_status(job_root / x.job_name)["pid"] for x in later}
+    assert pids <= {pid}, pids
+
+
+def big_argument_len(data: bytes) -> int:
+    return len(data)
+
+
+@pytest.mark.parametrize("planted", ["another-jobs-file", "unsigned-file"])
+def test_an_arguments_file_planted_next_to_a_queued_warm_jobs_arguments_folder(
+    job_root, tmp_path, planted
+):
+    flag = tmp_path / "go"
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(add_one, 0).result(timeout=20) == 1
+        blocker = ex.submit(wait_for_file, str(flag), "blocker")
+        victim = ex.submit(big_argument_len, b"v" * (2 << 20))
+        other = ex.submit(big_argument_len, b"small")
+        folder = job_root / victim.job_name
+        assert (folder / "arguments").is_dir()
+        if planted == "another-jobs-file":
+            shutil.copyfile(
+                job_root / other.job_name / "arguments.bundle", folder / "arguments.bundle"
+            )
+        else:
+            (folder / "arguments.bundle").write_bytes(rc.dumps(((b"x",), {})))
+        flag.touch()
+        assert blocker.result(timeout=20) == "blocker"
+        try:
+            value = victim.result(timeout=20)
+        except (IntegrityError, JobFailedError):
+            value = None
+        assert other.result(timeout=20) == 5
+    assert value in (None, 2 << 20)
