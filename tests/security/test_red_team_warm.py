@@ -1667,3 +1667,26 @@ def test_an_arguments_file_planted_next_to_a_queued_warm_jobs_arguments_folder(
             value = None
         assert other.result(timeout=20) == 5
     assert value in (None, 2 << 20)
+
+
+def test_cancel_racing_the_end_of_a_warm_job_never_stops_the_workers_next_job(job_root):
+    """`jobs cancel A` issued while A is ending, with B queued behind it in the same worker:
+    A's durations are swept around the command's start-up time so that A ends while the
+    command reads the claim log and signals; B must always complete."""
+    exe = Path(sys.executable).parent / "remote-runtime"
+    with RemoteExecutor(**WARM) as ex:
+        assert ex.submit(add_one, 0).result(timeout=20) == 1
+        start = time.monotonic()
+        cli("jobs", "list", "--limit", "1")
+        latency = time.monotonic() - start
+        for i in range(12):
+            a = ex.submit(sleep_then, latency * (0.85 + 0.025 * i), "A")
+            b = ex.submit(sleep_then, 0.3, "B")
+            wait_for(lambda a=a: running(job_root, a.job_name), what="A running")
+            subprocess.run(
+                [str(exe), "jobs", "cancel", a.job_name],
+                capture_output=True,
+                timeout=20,
+                env=os.environ.copy(),
+            )
+            assert b.result(timeout=20) == "B", f"B stopped by the cancel of A (round {i})"
