@@ -1690,3 +1690,64 @@ def test_cancel_racing_the_end_of_a_warm_job_never_stops_the_workers_next_job(jo
                 env=os.environ.copy(),
             )
             assert b.result(timeout=20) == "B", f"B stopped by the cancel of A (round {i})"
+
+
+def configure_logging_and_log(text: str) -> str:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    logging.getLogger("redteam").info(text)
+    print(text + "-via-dunder", file=sys.__stdout__, flush=True)
+    return text
+
+
+def only_log(text: str) -> str:
+    import logging
+
+    logging.getLogger("redteam").info(text)
+    return text
+
+
+def test_logging_configured_by_one_warm_job_writes_the_next_jobs_records_to_its_own_logs(
+    job_root,
+):
+    with RemoteExecutor(**WARM) as ex:
+        f1 = ex.submit(configure_logging_and_log, "JOB1-RECORD")
+        assert f1.result(timeout=20) == "JOB1-RECORD"
+        f2 = ex.submit(only_log, "JOB2-RECORD")
+        assert f2.result(timeout=20) == "JOB2-RECORD"
+        f3 = ex.submit(add_one, 1)
+        assert f3.result(timeout=20) == 2
+    j1, j2 = job_root / f1.job_name, job_root / f2.job_name
+    assert "JOB1-RECORD" in log_text(j1, "stderr")
+    assert "JOB1-RECORD-via-dunder" in log_text(j1, "stdout")
+    assert "JOB2-RECORD" not in log_text(j1, "stderr") + log_text(j1, "stdout")
+    assert "JOB2-RECORD" in log_text(j2, "stderr")
+
+
+@pytest.mark.parametrize("warm", [True, False])
+@pytest.mark.parametrize(
+    "prefix",
+    [b'{"junk": ', b'{"state": "Failed", "error": {"message": "forged"}, "x": '],
+    ids=["junk-prefix", "failed-wrapper"],
+)
+def test_a_partial_line_appended_while_a_job_runs_does_not_lose_its_result(
+    job_root, tmp_path, warm, prefix
+):
+    """The attacker appends bytes without a newline; the job's next record is appended to
+    them (one line: junk + record, or a forged record wrapping the job's own)."""
+    flag = tmp_path / "go"
+    settings = WARM if warm else {"max_parallel_jobs": 1}
+    with RemoteExecutor(**settings) as ex:
+        if warm:
+            assert ex.submit(add_one, 0).result(timeout=20) == 1
+        f = ex.submit(wait_for_file, str(flag), "the real value")
+        wait_for(lambda: running(job_root, f.job_name), what="running")
+        with open(job_root / f.job_name / "status.json", "ab") as fh:
+            fh.write(prefix)
+        flag.touch()
+        try:
+            value = f.result(timeout=10)
+        except Exception as exc:
+            value = exc
+    assert value == "the real value", repr(value)
