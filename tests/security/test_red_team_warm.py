@@ -1751,3 +1751,52 @@ def test_a_partial_line_appended_while_a_job_runs_does_not_lose_its_result(
         except Exception as exc:
             value = exc
     assert value == "the real value", repr(value)
+
+
+def wait_then_big(flag: str, seed: int) -> bytes:
+    wait_for_file(flag, None)
+    return big_value(seed)
+
+
+@pytest.mark.parametrize("warm", [True, False])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        pytest.param(
+            "unsigned-results-file",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="FINDING (availability, low; the threat model does not promise "
+                "availability): a results.bundle planted while a job runs shadows the "
+                "results/ folder the job then writes (readers take the file first, the job "
+                "does not remove the other form): the genuine result is refused "
+                "(IntegrityError) instead of returned",
+            ),
+        ),
+        "other-jobs-exception-file",
+    ],
+)
+def test_a_file_planted_while_a_job_runs_does_not_shadow_its_genuine_result(
+    job_root, tmp_path, warm, planted
+):
+    other = finished_job(job_root, divide_by_zero, 1)
+    flag = tmp_path / "go"
+    settings = WARM if warm else {"max_parallel_jobs": 1}
+    with RemoteExecutor(**settings) as ex:
+        if warm:
+            assert ex.submit(add_one, 0).result(timeout=20) == 1
+        f = ex.submit(wait_then_big, str(flag), 5)
+        wait_for(lambda: running(job_root, f.job_name), what="running")
+        folder = job_root / f.job_name
+        if planted == "unsigned-results-file":
+            (folder / "results.bundle").write_bytes(rc.dumps(b"forged"))
+        else:
+            shutil.copyfile(other / "exception.bundle", folder / "exception.bundle")
+        flag.touch()
+        try:
+            value = f.result(timeout=15)
+        except Exception as exc:
+            value = exc
+    assert not isinstance(value, ZeroDivisionError), "another job's exception was raised"
+    assert value != b"forged"
+    assert value == big_value(5), repr(value)[:300]
