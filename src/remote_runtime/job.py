@@ -410,9 +410,10 @@ MAX_BUNDLE_FILE = SMALL_BUNDLE + (64 << 20) + (1 << 20)  # parts + largest manif
 # in the signed execution record verifies it).
 FUNCTION_PURPOSE = "remote-runtime function"
 
-# Function bundles this process wrote, by (root, digest): (path, inode, size, mtime), so a
-# later job of the same function hard-links the file (one link instead of a new file).
-_written: dict[tuple[str, str], tuple[str, int, int, int]] = {}
+# Function bundles this process wrote, by (root, digest): (path, inode, size, mtime,
+# ctime), so a later job of the same function hard-links the file (one link instead of a
+# new file). The ctime changes with any write and cannot be set back, as an mtime can.
+_written: dict[tuple[str, str], tuple[str, int, int, int, int]] = {}
 
 
 def _remember_written(root: str, found: str, path: str) -> None:
@@ -425,7 +426,13 @@ def _remember_written(root: str, found: str, path: str) -> None:
             _written.pop(next(iter(_written)), None)
         except (StopIteration, RuntimeError):  # emptied or changed by another thread
             pass
-    _written[(root, found)] = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+    _written[(root, found)] = (
+        path,
+        info.st_ino,
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+    )
 
 
 def _link_written(root: str, found: str, path: str) -> bool:
@@ -435,13 +442,14 @@ def _link_written(root: str, found: str, path: str) -> bool:
     known = _written.get((root, found))
     if known is None:
         return False
-    source, ino, size, mtime = known
+    source, *seen = known
     try:
         info = os.lstat(source)
-        if (info.st_ino, info.st_size, info.st_mtime_ns) != (ino, size, mtime):
+        if [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns] != seen:
             _written.pop((root, found), None)  # (changed: never linked again)
             return False
         os.link(source, path)  # (never follows a link: source was just lstat'ed)
+        _remember_written(root, found, source)  # (a link is a change of the inode's ctime)
         return True
     except FileNotFoundError as exc:
         if exc.filename == source or not os.path.lexists(source):
@@ -450,6 +458,7 @@ def _link_written(root: str, found: str, path: str) -> bool:
         os.makedirs(os.path.dirname(path), exist_ok=True)  # the job's folder: first file
         try:
             os.link(source, path)
+            _remember_written(root, found, source)
             return True
         except OSError:
             return False

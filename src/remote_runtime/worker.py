@@ -314,6 +314,7 @@ def _serve(
         before = snapshot() if has_children() else set()
         folder = str(msg.get("claims") or J.claims_dir())
         claimed = False
+        environ = dict(os.environ)  # a job's changes to it end with the job
         try:
             claims.record(folder, name)
             claimed = True
@@ -328,6 +329,9 @@ def _serve(
                 except OSError:
                     claims.close(remove=True)  # no stale claim may outlive the job
             os.chdir(home)
+            if os.environ != environ:
+                os.environ.clear()
+                os.environ.update(environ)
         reply.write(json.dumps({"job": name, "exit": code}) + "\n")
 
 

@@ -32,7 +32,6 @@ def cmdline(pid):
         return [a.decode() for a in f.read().split(b"\0")[:-1]]
 
 
-
 def eventually_gone(pid, seconds=20.0):
     deadline = time.monotonic() + seconds
     while alive(pid) and time.monotonic() < deadline:

@@ -158,8 +158,9 @@ def stop_flag(tmp_path):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="FINDING: a thread left running by a warm job keeps writing into the logs of the "
-    "next jobs the worker runs (the worker's fds are re-pointed at the next job's spool)",
+    reason="DOCUMENTED LIMITATION (README, warm workers): a thread a warm job leaves running "
+    "keeps running in its worker, and what it prints lands in the logs of the worker's "
+    "later jobs (same job root and settings: workers never serve another root)",
 )
 def test_a_thread_that_outlives_its_warm_job_does_not_write_into_the_next_jobs_logs(
     job_root, stop_flag
@@ -176,12 +177,6 @@ def test_a_thread_that_outlives_its_warm_job_does_not_write_into_the_next_jobs_l
     assert "job1 own line" in log_text(job_root / f1.job_name, "stdout")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: idle warm workers are shared by every executor of the process, even "
-    "with another job root; a thread left by a job of root A writes into the logs of a job "
-    "of root B",
-)
 def test_a_lingering_thread_does_not_write_into_a_job_of_another_executor_and_root(
     job_root, tmp_path, monkeypatch, stop_flag
 ):
@@ -497,13 +492,6 @@ def first_job(root: Path, prefix: str) -> Path:
     [
         pytest.param(
             "flip-byte-same-size-same-mtime",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING (availability): a function bundle rewritten in place with its "
-                "size and mtime kept is hard-linked into the client's next job of that "
-                "function, which then fails its sha256 check (IntegrityError): one write to an "
-                "old job breaks every later call of that function by this client",
-            ),
         ),
         "delete",
         "directory",
@@ -637,13 +625,6 @@ def test_many_threads_of_one_client_calling_one_function(job_root):
     assert len(digests) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a first-time user (no client key yet) calling remote functions from "
-    "several threads at once: some calls raise a bare FileNotFoundError on "
-    "client.key.<pid>.tmp (the temporary key file is named by pid only, so the threads of "
-    "one process share it and one removes it under another)",
-)
 def test_first_calls_from_many_threads_on_a_machine_without_a_client_key(
     job_root, tmp_path, monkeypatch
 ):
@@ -1214,12 +1195,6 @@ def test_a_job_that_changes_cwd_does_not_change_the_next_jobs(job_root, tmp_path
     assert seen["cwd_files"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: os.environ changed by one warm job (os.environ['X'] = ...) is the "
-    "environment of the next jobs the worker runs, of any function; a cold job starts from "
-    "the client's environment plus its own environment_variables",
-)
 def test_a_job_that_changes_os_environ_does_not_change_the_next_jobs(job_root, tmp_path):
     seen = dirtied_then_seen(tmp_path)
     assert seen["env"] is None

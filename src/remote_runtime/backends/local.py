@@ -464,8 +464,12 @@ class WorkerPool:
 
     @staticmethod
     def env_key(paths: JobPaths, settings: Settings) -> tuple[Any, ...]:
+        """What a warm worker is for: jobs of one job root (a worker keeps what a job
+        leaves behind, such as threads, so it never serves another root), interpreter,
+        dependencies, workspace and environment."""
         execution = paths.read_spec()["execution"]
         return (
+            paths.store.uri,
             _resolved(settings.python or sys.executable),
             execution.get("requirements"),
             execution.get("workspace"),
