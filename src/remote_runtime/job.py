@@ -541,9 +541,9 @@ def _clip(value: Any) -> Any:
 
 def open_log(log_dir: str, stream: str) -> int:
     """A descriptor appending to ``<log_dir>/<stream>.log``. ``log_dir`` must be a real
-    directory (made if missing) and the file a regular file: never a link (it would make
-    the job append to a file outside its folder) nor a FIFO (it would block). JobRecordError
-    otherwise."""
+    directory (made if missing) and the file a regular file of one name: never a symbolic
+    or hard link (it would make the job append to a file outside its folder) nor a FIFO
+    (it would block). JobRecordError otherwise."""
     import errno
     import stat
 
@@ -570,10 +570,16 @@ def open_log(log_dir: str, stream: str) -> int:
         raise
     finally:
         os.close(folder)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise JobRecordError(f"{path} is {kind_of(mode)}, not a regular file")
+        raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
+    if info.st_nlink != 1:
+        os.close(fd)
+        raise JobRecordError(
+            f"{path} is a hard link ({info.st_nlink} names): a job's logs are never written "
+            "into a file that is also elsewhere"
+        )
     os.set_blocking(fd, True)
     return fd
 

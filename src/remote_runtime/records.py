@@ -129,9 +129,9 @@ def status_line(record: dict[str, Any]) -> bytes:
 
 def append_local_status(path: str, record: dict[str, Any], previous: bytes) -> bool:
     """Append ``record`` to the local status log at ``path`` whose content was
-    ``previous``; False when it must be written whole instead (the file is gone, or has
-    grown past STATUS_COMPACT). Never through a link, never into anything but a regular
-    file (JobRecordError)."""
+    ``previous``; False when it must be written whole instead (the file is gone, has
+    grown past STATUS_COMPACT, or has other names: a hard link to a file elsewhere).
+    Never through a link, never into anything but a regular file (JobRecordError)."""
     if len(previous) > STATUS_COMPACT:
         return False
     flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -144,9 +144,11 @@ def append_local_status(path: str, record: dict[str, Any], previous: bytes) -> b
             raise JobRecordError(f"{path} is a symbolic link: records are never followed") from None
         raise JobRecordError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise JobRecordError(f"{path} is {kind_of(mode)}, not a regular file")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
+        if info.st_nlink != 1:
+            return False  # a hard link planted there: replaced, never written through
         line = status_line(record)
         if previous and not previous.endswith(b"\n"):
             line = b"\n" + line  # after a record written whole, or a cut append

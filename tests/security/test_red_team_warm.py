@@ -778,13 +778,6 @@ def unfinished(folder: Path) -> dict[str, Any]:
         "symlink",
         pytest.param(
             "hardlink",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING: a client settling a dead job appends its Failed line to "
-                "status.json in place, through a hard link the attacker put there: it writes "
-                "into a file outside the root (one JSON line, with strings copied from the "
-                "attacker's last line: host, stage, python ...)",
-            ),
         ),
     ],
 )
@@ -1204,13 +1197,6 @@ def test_a_job_that_changes_os_environ_does_not_change_the_next_jobs(job_root, t
 # 9. what a job writes at its end, through links planted while it runs
 # ===========================================================================================
 
-HARDLINK_FINDING = (
-    "FINDING: the job writes logs/stdout.log, logs/stderr.log (cold jobs, and a warm "
-    "worker's copy of its spool) and appends status.json in place, through a hard link "
-    "planted in the folder: the job's output and status lines land in a file outside the "
-    "root (symlinks are refused; hard links are not; st_nlink is not checked)"
-)
-
 
 @pytest.mark.parametrize("warm", [True, False])
 @pytest.mark.parametrize(
@@ -1227,12 +1213,6 @@ HARDLINK_FINDING = (
 def test_links_planted_while_a_job_runs_never_make_it_write_outside_the_root(
     job_root, tmp_path, warm, plant, request
 ):
-    if (plant, warm) in {
-        ("stdout-hardlink", True),
-        ("status-hardlink", True),
-        ("status-hardlink", False),
-    }:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=HARDLINK_FINDING))
     outside_dir = tmp_path / "outside"
     outside_dir.mkdir()
     victim = outside_dir / "victim.txt"
@@ -1281,7 +1261,6 @@ def test_links_planted_while_a_job_runs_never_make_it_write_outside_the_root(
 def test_links_planted_before_a_queued_job_starts_never_make_it_write_outside_the_root(
     job_root, tmp_path, warm, plant, request
 ):
-    request.applymarker(pytest.mark.xfail(strict=True, reason=HARDLINK_FINDING))
     outside_dir = tmp_path / "outside"
     outside_dir.mkdir()
     victim = outside_dir / "victim.txt"
