@@ -14,6 +14,7 @@ from typing import Any
 
 from . import job as J
 from .client import Job, recall_key, store_for
+from .errors import RemoteRuntimeError, ServiceError
 from .records import JobRecordError
 from .settings import Settings, resolve_settings
 
@@ -184,7 +185,21 @@ class _Watcher(threading.Thread):
                     _Watcher._instance = None
                     return
             for future in pending:
-                if future.job.status().get("state") in J.JobState.SETTLED and not future.done():
+                try:
+                    settled = future.job.status().get("state") in J.JobState.SETTLED
+                except ServiceError:
+                    continue  # the store does not answer now: asked again next round
+                except Exception as exc:  # this job's folder cannot be read: its future fails
+                    error = RemoteRuntimeError(
+                        f"job {future.job.name}: its folder cannot be read ({exc}); inspect "
+                        f"it with `remote-runtime jobs show {future.job.name}`"
+                    )
+                    try:
+                        future.set_exception(error)
+                    except concurrent.futures.InvalidStateError:
+                        pass
+                    continue
+                if settled and not future.done():
                     future._finish_lazily()
             time.sleep(0.2)
 

@@ -1390,14 +1390,6 @@ def wait_then_die(flag: str) -> str:
     return "unreachable"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: a symlinked job folder planted in the root kills the process's "
-    "remote-runtime-watcher thread (unhandled JobRecordError, printed as 'Exception in "
-    "thread remote-runtime-watcher') as soon as a future of it is looked at (get_future(name), "
-    "or just list_futures() and done()); from then on a re-attached future of a genuine job "
-    "whose process dies is never settled: result() waits out its timeout ('it keeps running')",
-)
 @pytest.mark.parametrize("how", ["get_future", "list_futures"])
 def test_a_symlinked_job_folder_does_not_kill_the_watcher_of_other_futures(job_root, tmp_path, how):
     """get_future on a planted symlinked job folder must fail with a typed error, and must
