@@ -211,6 +211,9 @@ class JobPaths:
                 purpose=why,
                 storage_options=self.store.storage_options or None,
             )
+            # a single file found there would be read first: planted, or of an earlier try
+            if self.store.exists(self.bundle_file(which)):
+                self.store.remove(self.bundle_file(which))
         elif self.store.local:
             _publish_local(self.bundle_file(which), data, direct=which in INPUTS)
         else:

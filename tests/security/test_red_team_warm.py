@@ -1710,14 +1710,6 @@ def wait_then_big(flag: str, seed: int) -> bytes:
     [
         pytest.param(
             "unsigned-results-file",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING (availability, low; the threat model does not promise "
-                "availability): a results.bundle planted while a job runs shadows the "
-                "results/ folder the job then writes (readers take the file first, the job "
-                "does not remove the other form): the genuine result is refused "
-                "(IntegrityError) instead of returned",
-            ),
         ),
         "other-jobs-exception-file",
     ],
