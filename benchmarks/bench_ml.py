@@ -3,6 +3,7 @@ folder vs the same bytes through np.save/np.load, and vs cloudpickle.dumps + wri
 
 Targets (issue 3): >= 0.8x raw np.save/np.load, >= 3x cloudpickle, peak RSS growth
 <= 1.2x the payload (issue 14: none of them gets worse). BENCH_ML_BYTES sets the size.
+Every save writes a new path (an earlier repeat's output is removed before the timer).
 """
 
 from __future__ import annotations
@@ -109,8 +110,19 @@ def _warm(workdir):
     import remote_codecs as rc
 
     path = os.path.join(workdir, f"warm-{os.getpid()}")
-    rc.save({"x": np.zeros(4)}, path)
+    rc.save({"x": np.zeros(300_000)}, path)  # > 1 MiB: the hash thread starts here
     rc.load(path)
+
+
+def _fresh(path):
+    """Remove what an earlier repeat wrote at ``path`` (before the timer starts)."""
+    import shutil
+
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    return path
 
 
 def _cases(what):
@@ -118,23 +130,26 @@ def _cases(what):
         import numpy as np
 
         a = _raw(what)
+        path = _fresh(os.path.join(workdir, f"raw-{what}.npy"))
         timer.start()
-        np.save(os.path.join(workdir, f"raw-{what}.npy"), a)
+        np.save(path, a)
 
     def rc_save(workdir, timer):
         import remote_codecs as rc
 
         obj = _make(what)
         _warm(workdir)
+        path = _fresh(os.path.join(workdir, f"rc-{what}.bundle"))
         timer.start()
-        rc.save(obj, os.path.join(workdir, f"rc-{what}.bundle"))
+        rc.save(obj, path)
 
     def pickle_save(workdir, timer):
         import cloudpickle
 
         obj = _make(what)
+        path = _fresh(os.path.join(workdir, f"p-{what}.pkl"))
         timer.start()
-        with open(os.path.join(workdir, f"p-{what}.pkl"), "wb") as f:
+        with open(path, "wb") as f:
             f.write(cloudpickle.dumps(obj))
 
     def raw_load(workdir, timer):
