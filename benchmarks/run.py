@@ -63,6 +63,7 @@ def table_lines(
         base = rows[case.baseline]["seconds"] if case.baseline else None
         figs = figures(case, row["seconds"], row["rss_growth"], base)
         line: dict[str, Any] = {"group": case.group, "rss_growth": row["rss_growth"], **figs}
+        line["runs"] = [r["seconds"] for r in row.get("runs", ())]  # the spread of repeats
         if case.baseline:
             line["baseline"] = case.baseline
             line["baseline_seconds"] = base
