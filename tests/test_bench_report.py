@@ -238,3 +238,25 @@ def test_targets_judge_their_figure_in_their_direction():
     assert nan["speed_ratio"] is None
     with pytest.raises(ValueError, match="unknown target metric"):
         harness.Target(1.0, "speed")
+
+
+def test_a_run_writes_target_ratio_and_met_per_row():
+    run = _module("run")
+    cases = {
+        "base": harness.Case("base", "g"),
+        "ours": harness.Case("ours", "g", baseline="base", target=harness.at_least(0.9)),
+        "cold": harness.Case("cold", "g", baseline="base", target=harness.at_most(2.0)),
+        "jobs": harness.Case("jobs", "g", count=300, target=harness.at_least(1500, "per_second")),
+    }
+    rows = {
+        "base": {"seconds": 0.1, "rss_growth": 0, "runs": [{"seconds": 0.1}]},
+        "ours": {"seconds": 0.125, "rss_growth": 0, "runs": [{"seconds": 0.125}]},
+        "cold": {"seconds": 0.3, "rss_growth": 0, "runs": []},
+        "jobs": {"seconds": 0.15, "rss_growth": 0, "runs": []},
+    }
+    table = run.table_lines(rows, cases)
+    assert "target" not in table["base"]
+    assert table["ours"]["ratio"] == pytest.approx(0.8) and table["ours"]["met"] is False
+    assert table["ours"]["target"]["op"] == ">=" and table["ours"]["runs"] == [0.125]
+    assert table["cold"]["ratio"] == pytest.approx(3.0) and table["cold"]["met"] is False
+    assert table["jobs"]["ratio"] == pytest.approx(2000) and table["jobs"]["met"] is True
