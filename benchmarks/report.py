@@ -27,7 +27,7 @@ from harness import format_figure  # noqa: E402
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 DEFAULT_RESULTS = os.path.join(HERE, "results", "latest.json")
-DEFAULT_README = os.path.join(HERE, "..", "README.md")
+DEFAULT_README = os.path.normpath(os.path.join(HERE, "..", "README.md"))
 
 
 def _measured(line: dict[str, Any]) -> str:
