@@ -18,7 +18,7 @@ COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(COMPAT_KEY)
 # python3.10 on PATH (a pyenv shim counts only if it runs), else pyenv's own 3.10
 OLDEST_CANDIDATES := python3.10 $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3)
 
-.PHONY: demo test bench lint install clean compat compat-run
+.PHONY: demo test bench bench-report lint install clean compat compat-run
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# The README's performance table from benchmarks/results/latest.json (a full `make bench`
+# run writes it too).
+bench-report:
+	$(PYTHON) benchmarks/report.py
 
 compat: $(STAMP)
 	@py="$(OLDEST_PYTHON)"; \

@@ -2,38 +2,64 @@
 folder vs the same bytes through np.save/np.load, and vs cloudpickle.dumps + write.
 
 Targets (issue 3): >= 0.8x raw np.save/np.load, >= 3x cloudpickle, peak RSS growth
-<= 1.2x the payload.
+<= 1.2x the payload (issue 14: none of them gets worse). BENCH_ML_BYTES sets the size.
+Every save writes a new path (an earlier repeat's output is removed before the timer).
 """
 
 from __future__ import annotations
 
 import os
 
-from harness import Case
+from harness import Case, at_least
 
 PAYLOAD = int(os.environ.get("BENCH_ML_BYTES", 1 << 30))
 COLS = 16
+SIZE = f"{PAYLOAD / 2**20:,.0f} MiB" if PAYLOAD < 1 << 30 else f"{PAYLOAD / 2**30:g} GiB"
+NAMES = {"frame": f"a {SIZE} DataFrame", "state": f"a {SIZE} torch state dict"}
 
 CASES = []
 for what in ("frame", "state"):
     CASES += [
-        Case(f"raw_save_{what}", f"{what} save"),
-        Case(f"rc_save_{what}", f"{what} save", baseline=f"raw_save_{what}", payload_bytes=PAYLOAD),
-        Case(f"pickle_save_{what}", f"{what} save", payload_bytes=PAYLOAD),
+        Case(f"raw_save_{what}", f"{what} save", label="np.save of the same bytes"),
+        Case(
+            f"rc_save_{what}",
+            f"{what} save",
+            baseline=f"raw_save_{what}",
+            payload_bytes=PAYLOAD,
+            target=at_least(0.8),
+            label=f"save {NAMES[what]}",
+        ),
+        Case(f"pickle_save_{what}", f"{what} save", payload_bytes=PAYLOAD, label="cloudpickle"),
         Case(
             f"rc_save_{what}_vs_pickle",
             f"{what} save",
             baseline=f"pickle_save_{what}",
             payload_bytes=PAYLOAD,
+            target=at_least(3.0),
+            label=f"save {NAMES[what]} vs cloudpickle",
         ),
-        Case(f"raw_load_{what}", f"{what} load", payload_bytes=PAYLOAD),
-        Case(f"rc_load_{what}", f"{what} load", baseline=f"raw_load_{what}", payload_bytes=PAYLOAD),
-        Case(f"pickle_load_{what}", f"{what} load", payload_bytes=PAYLOAD),
+        Case(
+            f"raw_load_{what}",
+            f"{what} load",
+            payload_bytes=PAYLOAD,
+            label="np.load of the same bytes",
+        ),
+        Case(
+            f"rc_load_{what}",
+            f"{what} load",
+            baseline=f"raw_load_{what}",
+            payload_bytes=PAYLOAD,
+            target=at_least(0.8),
+            label=f"load {NAMES[what]}",
+        ),
+        Case(f"pickle_load_{what}", f"{what} load", payload_bytes=PAYLOAD, label="cloudpickle"),
         Case(
             f"rc_load_{what}_vs_pickle",
             f"{what} load",
             baseline=f"pickle_load_{what}",
             payload_bytes=PAYLOAD,
+            target=at_least(3.0),
+            label=f"load {NAMES[what]} vs cloudpickle",
         ),
     ]
 
@@ -84,8 +110,19 @@ def _warm(workdir):
     import remote_codecs as rc
 
     path = os.path.join(workdir, f"warm-{os.getpid()}")
-    rc.save({"x": np.zeros(4)}, path)
+    rc.save({"x": np.zeros(300_000)}, path)  # > 1 MiB: the hash thread starts here
     rc.load(path)
+
+
+def _fresh(path):
+    """Remove what an earlier repeat wrote at ``path`` (before the timer starts)."""
+    import shutil
+
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    return path
 
 
 def _cases(what):
@@ -93,23 +130,26 @@ def _cases(what):
         import numpy as np
 
         a = _raw(what)
+        path = _fresh(os.path.join(workdir, f"raw-{what}.npy"))
         timer.start()
-        np.save(os.path.join(workdir, f"raw-{what}.npy"), a)
+        np.save(path, a)
 
     def rc_save(workdir, timer):
         import remote_codecs as rc
 
         obj = _make(what)
         _warm(workdir)
+        path = _fresh(os.path.join(workdir, f"rc-{what}.bundle"))
         timer.start()
-        rc.save(obj, os.path.join(workdir, f"rc-{what}.bundle"))
+        rc.save(obj, path)
 
     def pickle_save(workdir, timer):
         import cloudpickle
 
         obj = _make(what)
+        path = _fresh(os.path.join(workdir, f"p-{what}.pkl"))
         timer.start()
-        with open(os.path.join(workdir, f"p-{what}.pkl"), "wb") as f:
+        with open(path, "wb") as f:
             f.write(cloudpickle.dumps(obj))
 
     def raw_load(workdir, timer):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from harness import Case
+from harness import Case, at_least
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
@@ -18,10 +18,24 @@ PAYLOAD = int(os.environ.get("BENCH_S3_BYTES", 256 << 20))
 JOBS = 20
 
 CASES = [
-    Case("s3fs_put", "s3 save", payload_bytes=PAYLOAD),
-    Case("rc_save_s3", "s3 save", baseline="s3fs_put", payload_bytes=PAYLOAD),
-    Case("s3fs_get", "s3 load", payload_bytes=PAYLOAD),
-    Case("rc_load_s3", "s3 load", baseline="s3fs_get", payload_bytes=PAYLOAD),
+    Case("s3fs_put", "s3 save", payload_bytes=PAYLOAD, label="raw s3fs put"),
+    Case(
+        "rc_save_s3",
+        "s3 save",
+        baseline="s3fs_put",
+        payload_bytes=PAYLOAD,
+        target=at_least(0.8),
+        label=f"save a {PAYLOAD >> 20} MiB bundle on S3",
+    ),
+    Case("s3fs_get", "s3 load", payload_bytes=PAYLOAD, label="raw s3fs get"),
+    Case(
+        "rc_load_s3",
+        "s3 load",
+        baseline="s3fs_get",
+        payload_bytes=PAYLOAD,
+        target=at_least(0.8),
+        label=f"load a {PAYLOAD >> 20} MiB bundle from S3",
+    ),
     Case("local_20_jobs", "20 jobs", repeat=1),
     Case("ray_20_jobs", "20 jobs", baseline="local_20_jobs", repeat=1),
 ]

@@ -2,6 +2,11 @@
 
 python benchmarks/run.py                # all bench_*.py modules
 python benchmarks/run.py bench_array    # one module
+
+Every row prints its ratio against its baseline and, where the case has a target, the
+figure the target is about and whether it is met; results/latest.json keeps them all
+(``target``, ``ratio``, ``met`` per row). A full run (no module named, no BENCH_* size
+override) also regenerates the README's performance table (``report.py``).
 """
 
 from __future__ import annotations
@@ -14,25 +19,107 @@ import os
 import platform
 import sys
 import tempfile
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from harness import run_case  # noqa: E402
+from harness import figures, format_figure, run_case  # noqa: E402
 
 
 def _fmt_bytes(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cpus ({_cpu_model()}), {platform.system()}"
+
+
+def overrides() -> dict[str, str]:
+    """The BENCH_* settings of this run (sizes, call counts): a quick run, not the figures."""
+    return {
+        k: v for k, v in sorted(os.environ.items()) if k.startswith("BENCH_") and k != "BENCH_TMP"
+    }
+
+
+def table_lines(
+    rows: dict[str, dict[str, Any]], cases: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The JSON rows of one module from its measured cases."""
+    table: dict[str, dict[str, Any]] = {}
+    for case_name, row in rows.items():
+        case = cases[case_name]
+        base = rows[case.baseline]["seconds"] if case.baseline else None
+        figs = figures(case, row["seconds"], row["rss_growth"], base)
+        line: dict[str, Any] = {"group": case.group, "rss_growth": row["rss_growth"], **figs}
+        line["runs"] = [r["seconds"] for r in row.get("runs", ())]  # the spread of repeats
+        if case.baseline:
+            line["baseline"] = case.baseline
+            line["baseline_seconds"] = base
+        if case.count:
+            line["count"] = case.count
+        if case.label:
+            line["label"] = case.label
+        if case.target is not None:
+            ratio = figs.get(case.target.metric)
+            line["target"] = case.target.as_json(case.baseline)
+            line["ratio"] = ratio
+            line["met"] = case.target.met(ratio)
+        line.update(case.extra)
+        table[case_name] = line
+    return table
+
+
+def _target(line: dict[str, Any]) -> str:
+    target = line["target"]
+    return f"{target['op']} {format_figure(target['metric'], target['value'])}"
+
+
+def print_table(table: dict[str, dict[str, Any]]) -> None:
+    print(f"{'case':<36}{'time':>11}{'vs baseline':>40}{'peak RSS':>10}{'/payload':>9}  target")
+    for name, line in table.items():
+        ratio_txt = ""
+        if "baseline" in line:
+            ratio_txt = format_figure("speed_ratio", line.get("speed_ratio"), line["baseline"])
+        if line.get("per_second") is not None:
+            ratio_txt = f"{format_figure('per_second', line['per_second'])}; {ratio_txt}".strip(
+                "; "
+            )
+        rss = line.get("rss_over_payload")
+        target_txt = ""
+        if "target" in line:
+            verdict = {True: "met", False: "MISSED", None: "not measured"}[line["met"]]
+            figure = format_figure(line["target"]["metric"], line["ratio"], line.get("baseline"))
+            target_txt = f"{verdict}: {figure} (target {_target(line)})"
+        print(
+            f"{name:<36}{format_figure('seconds', line['seconds']):>11}{ratio_txt:>40}"
+            f"{_fmt_bytes(line['rss_growth']):>10}{(f'{rss:.2f}' if rss is not None else ''):>9}"
+            f"  {target_txt}"
+        )
+
+
 def main(argv: list[str]) -> int:
     names = argv or sorted(
         os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, "bench_*.py"))
     )
-    results: dict[str, object] = {
+    results: dict[str, Any] = {
         "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "machine": machine(),
+        "modules": names,
+        "full_run": not argv,
+        "overrides": overrides(),
         "benchmarks": {},
     }
     for name in names:
@@ -46,38 +133,36 @@ def main(argv: list[str]) -> int:
                 module.setup(workdir)
             try:
                 for case in module.CASES:
-                    rows[case.name] = {
-                        **run_case(name, case, workdir, getattr(module, "ENV", None)),
-                        "case": case,
-                    }
+                    rows[case.name] = run_case(name, case, workdir, getattr(module, "ENV", None))
             finally:
                 if hasattr(module, "teardown"):
                     module.teardown(workdir)
-        print(f"{'case':<34}{'time':>10}{'vs baseline':>26}{'peak RSS growth':>18}{'/payload':>10}")
-        table = {}
-        for case_name, row in rows.items():
-            case = row.pop("case")
-            line = {"group": case.group, "seconds": row["seconds"], "rss_growth": row["rss_growth"]}
-            ratio_txt = ""
-            if case.baseline:
-                base = rows[case.baseline]["seconds"]
-                line["baseline"] = case.baseline
-                line["speed_ratio"] = base / row["seconds"] if row["seconds"] else None
-                ratio_txt = f"{line['speed_ratio']:.2f}x of {case.baseline}"
-            rss_ratio = row["rss_growth"] / case.payload_bytes if case.payload_bytes else None
-            line["rss_over_payload"] = rss_ratio
-            line.update(case.extra)
-            table[case_name] = line
-            print(
-                f"{case_name:<34}{row['seconds'] * 1000:>8.1f}ms{ratio_txt:>26}"
-                f"{_fmt_bytes(row['rss_growth']):>18}{(f'{rss_ratio:.2f}' if rss_ratio is not None else ''):>10}"
-            )
-        results["benchmarks"][name] = table  # type: ignore[index]
+        table = table_lines(rows, {c.name: c for c in module.CASES})
+        print_table(table)
+        results["benchmarks"][name] = table
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     out = os.path.join(HERE, "results", "latest.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"\nwrote {out}")
+    targeted = [
+        (f"{m}.{n}", line)
+        for m, t in results["benchmarks"].items()
+        for n, line in t.items()
+        if "target" in line
+    ]
+    if targeted:
+        print("\ntargets:")
+        for name, line in targeted:
+            verdict = {True: "met", False: "MISSED", None: "not measured"}[line["met"]]
+            figure = format_figure(line["target"]["metric"], line["ratio"], line.get("baseline"))
+            print(f"  {verdict:<13}{name:<52}{figure} (target {_target(line)})")
+    if results["full_run"] and not results["overrides"]:
+        import report
+
+        report.main([])
+    else:
+        print("(not a full run at full size: README left as it is; `make bench-report` writes it)")
     return 0
 
 

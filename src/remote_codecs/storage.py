@@ -1,8 +1,11 @@
 """Where bundle files go: a folder on any fsspec URI, or one in-memory zip.
 
-Every file is hashed (BLAKE3; sha256 is also read) while it is written and verified while it is read. Large
-buffers are written and hashed in 16 MiB chunks, the hash of one chunk running in a
-helper thread while the next is written (hashlib and file I/O both release the GIL).
+Every file is hashed (BLAKE3; sha256 is also read) while it is written and verified
+while it is read. Large buffers are written and hashed in 4 MiB chunks, the hash of one
+chunk running in a helper thread while the next is written (hashlib, blake3 and file I/O
+all release the GIL); a large local write first reserves its disk space
+(``_preallocate``). A large local file is read by two threads taking alternate pieces,
+each hashing the piece it has just read, in file order (``_split_io``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -120,6 +123,8 @@ class HashingWriter(io.RawIOBase):
             self._hash.update(view)
             self._raw.write(view)
         else:
+            if n >= PREALLOCATE_MIN:
+                _preallocate(self._raw, n, self.name)
             pending: Future[None] | None = None
             for start in range(0, n, CHUNK):
                 chunk = view[start : start + CHUNK]
@@ -137,6 +142,46 @@ class HashingWriter(io.RawIOBase):
             self._raw.close()
             self.record = FileRecord(self.name, self.size, digest_of(self._hash))
         super().close()
+
+
+# Like numpy's own tofile (np.save): a local file about to receive this many bytes or
+# more gets its disk space first (fallocate, FALLOC_FL_KEEP_SIZE), so the filesystem
+# does not allocate page by page while the bytes are copied (a 512 MiB write on ext4:
+# ~75 ms instead of ~105 ms) and a full disk fails before anything is written.
+PREALLOCATE_MIN = 16 << 20
+_fallocate: Any = None
+
+
+def _preallocate(f: Any, n: int, name: str) -> None:
+    """Reserve ``n`` bytes at ``f``'s position (a local file); a filesystem that cannot is
+    left to allocate as it writes; only a full disk is an error."""
+    global _fallocate
+    raw = f.raw if isinstance(f, io.BufferedWriter) else f
+    if not isinstance(raw, io.FileIO):
+        return
+    if _fallocate is None:
+        _fallocate = False
+        if os.uname().sysname == "Linux":
+            import ctypes
+
+            fn = getattr(ctypes.CDLL(None, use_errno=True), "fallocate", None)
+            if fn is not None:
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+                _fallocate = fn
+    if not _fallocate:
+        return
+    import ctypes
+
+    f.flush()
+    keep_size = 1  # FALLOC_FL_KEEP_SIZE: the file's size still grows only as it is written
+    if _fallocate(raw.fileno(), keep_size, f.tell(), n) != 0:
+        err = ctypes.get_errno()
+        if err == 28:  # ENOSPC
+            raise OSError(
+                err,
+                f"no space left on the device for the {n} bytes of {name}; free some space "
+                "or save elsewhere",
+            )
 
 
 # -- names and limits ---------------------------------------------------------------------
@@ -563,7 +608,10 @@ class Source:
                 f"{self.description}: part file {record.name} is missing"
             ) from None
         try:
-            self._read_verified(f, record, views, digest)
+            if total >= PARALLEL_MIN and _preadable(f):
+                self._read_verified_parallel(f, record, views, digest)
+            else:
+                self._read_verified(f, record, views, digest)
         except (EOFError, OSError, self._read_error) as exc:
             raise IntegrityError(
                 f"{self.description}: part file {record.name} unreadable: {exc}"
@@ -602,6 +650,132 @@ class Source:
                     f"{self.description}: part file {record.name} is longer than recorded "
                     f"({record.size} bytes)"
                 )
+
+    def _read_verified_parallel(
+        self, f: BinaryIO, record: FileRecord, views: list[memoryview], digest: Any
+    ) -> None:
+        """Read a local file straight into ``views`` with :func:`_split_io`; every piece
+        must be there in full, and nothing past the recorded size."""
+        with f:
+            fd = f.fileno()
+
+            def read(chunk: memoryview, offset: int) -> None:
+                if _pread_full(fd, chunk, offset) < len(chunk):
+                    raise IntegrityError(
+                        f"{self.description}: part file {record.name} is truncated "
+                        f"(expected {record.size} bytes)"
+                    )
+
+            _split_io(list(_positioned_chunks(views, 0)), read, digest)
+            if os.pread(fd, 1, record.size):
+                raise IntegrityError(
+                    f"{self.description}: part file {record.name} is longer than recorded "
+                    f"({record.size} bytes)"
+                )
+
+
+# Files of at least PARALLEL_MIN bytes read from a local descriptor are read and hashed
+# by two threads in PARALLEL_CHUNK pieces (see Source._read_verified_parallel).
+PARALLEL_MIN = 32 << 20
+PARALLEL_CHUNK = 2 << 20
+
+
+class _Aborted(Exception):
+    """The other thread of a parallel read failed; its error is the one raised."""
+
+
+class _Turn:
+    """Whose turn it is to hash: chunk ``k`` may be hashed once chunks ``0..k-1`` were."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._aborted = False
+        self.hashed = 0
+        self._cond = threading.Condition()
+
+    def wait(self, k: int) -> None:
+        if self._next == k:
+            return
+        with self._cond:
+            while self._next != k and not self._aborted:
+                self._cond.wait()
+            if self._aborted:
+                raise _Aborted()
+
+    def advance(self, k: int) -> None:
+        with self._cond:
+            self._next = k + 1
+            self.hashed += 1
+            self._cond.notify_all()
+
+    def abort(self) -> None:
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+
+def _split_io(
+    pieces: list[tuple[memoryview, int]], io_one: Callable[[memoryview, int], None], digest: Any
+) -> None:
+    """Two threads take alternate pieces of one file: each reads its piece
+    (``io_one(piece, offset)``, positional, so the two never share a file position),
+    then hashes it while it is still in the cache, in file order (the hash of piece k
+    waits for that of k-1), so the digest stays one stream over the whole file while
+    reading and hashing share two cores. (Measured on 2 cores, 512 MiB: 100-112 ms
+    against 112-130 ms for one reader feeding one hashing thread; the same split for
+    writes gained nothing and is not used.) The helper thread is always finished
+    before this returns or raises: nothing touches the buffers afterwards."""
+    turn = _Turn()
+
+    def work(first: int) -> None:
+        try:
+            for k in range(first, len(pieces), 2):
+                chunk, offset = pieces[k]
+                io_one(chunk, offset)
+                turn.wait(k)
+                digest.update(chunk)
+                turn.advance(k)
+        except BaseException:
+            turn.abort()
+            raise
+
+    helper = _pool("split-io", min(8, os.cpu_count() or 1)).submit(work, 1)
+    try:
+        work(0)
+    except BaseException as exc:
+        helper.exception()  # waits until the helper is done with the buffers
+        if not isinstance(exc, _Aborted):
+            raise
+    error = helper.exception()
+    if error is not None:
+        raise error
+    if turn.hashed != len(pieces):  # never: a thread raises before it skips a piece
+        raise RuntimeError(f"only {turn.hashed} of {len(pieces)} pieces were hashed")
+
+
+def _preadable(f: Any) -> bool:
+    """Whether ``f`` is a raw local file that positional reads can serve."""
+    return isinstance(f, io.FileIO) and hasattr(os, "preadv")
+
+
+def _positioned_chunks(views: list[memoryview], offset: int) -> Iterator[tuple[memoryview, int]]:
+    """Pieces of PARALLEL_CHUNK bytes of ``views`` and where each goes in the file."""
+    size = PARALLEL_CHUNK
+    for view in views:
+        for start in range(0, len(view), size):
+            chunk = view[start : start + size]
+            yield chunk, offset
+            offset += len(chunk)
+
+
+def _pread_full(fd: int, view: memoryview, offset: int) -> int:
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _chunks(views: list[memoryview]) -> Iterator[memoryview]:
