@@ -496,10 +496,10 @@ class ZipSink(Sink):
         self._written = 0
 
     def open(self, name: str) -> HashingWriter:
-        raw = self._zip.open(name, "w", force_zip64=self.max_size is None)
+        raw: Any = self._zip.open(name, "w", force_zip64=self.max_size is None)
         if self.max_size is not None:
-            raw = _Bounded(raw, self)  # type: ignore[assignment]
-        return HashingWriter(raw, name)  # type: ignore[arg-type]
+            raw = _Bounded(raw, self)
+        return HashingWriter(raw, name)
 
     def commit(self, manifest: bytes) -> None:
         self._zip.writestr(MANIFEST, manifest)
