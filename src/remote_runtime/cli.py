@@ -156,21 +156,36 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """The last LOG_CHUNK bytes of each log (what came before is named, not printed: a log
+    may be larger than memory), then, with --follow, what the job writes until it ends."""
     job = _job(args, args.name)
-    offsets = {"stdout": 0, "stderr": 0}
-    while True:
+    offsets = {}
+    for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        size = J.job_log_size(job.paths, stream)
+        offsets[stream] = max(0, size - J.LOG_CHUNK)
+        if offsets[stream]:
+            print(
+                f"[... {offsets[stream]} earlier bytes of {stream} are in "
+                f"{job.paths.stdout if stream == 'stdout' else job.paths.stderr}]",
+                file=out,
+            )
+
+    def pump() -> None:
         for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-            data = J.read_job_log(job.paths, stream, offsets[stream])
-            offsets[stream] += len(data)
-            if data:
-                out.write(data.decode(errors="replace"))
-                out.flush()
+            while True:
+                data = J.read_job_log(job.paths, stream, offsets[stream])
+                offsets[stream] += len(data)
+                if data:
+                    out.write(data.decode(errors="replace"))
+                    out.flush()
+                if len(data) < J.LOG_CHUNK:
+                    break
+
+    while True:
+        pump()
         if not args.follow or job.status().get("state") in J.JobState.TERMINAL:
-            if args.follow:  # one last read after the end
-                for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
-                    out.write(
-                        J.read_job_log(job.paths, stream, offsets[stream]).decode(errors="replace")
-                    )
+            if args.follow:
+                pump()  # one last read after the end
             return 0
         time.sleep(0.5)
 

@@ -34,6 +34,7 @@ __all__ = ["Job", "submit_job"]
 _KILL_GRACE = 10.0  # seconds past max_runtime before the client kills a job itself
 _LIVENESS_EVERY = 2.0  # seconds between checks that a job another client launched still runs
 _PENDING_GRACE = 60.0  # seconds a job may stay Pending, without a process, after its client died
+_TAIL_BYTES = 64 * 1024  # of a log, read for the last lines an error message shows
 
 
 def store_for(settings: Settings) -> Store:
@@ -339,9 +340,13 @@ class Job:
         )
 
     def logs(self) -> str:
+        """The job's stdout then stderr: at most the last LOG_CHUNK bytes of each (a log
+        may be larger than memory; the whole of it stays in the job's logs/)."""
         parts = []
         for stream in ("stdout", "stderr"):
-            data = self._log_bytes(stream, 0)
+            data = self._log_bytes(stream, -J.LOG_CHUNK)
+            if len(data) >= J.LOG_CHUNK:
+                parts.append(f"[... earlier {stream} output is in the job's logs/{stream}.log]\n")
             if data:
                 parts.append(data.decode(errors="replace"))
         return "".join(parts)
@@ -351,10 +356,23 @@ class Job:
             return self.launched.log_chunk(stream, offset)
         return J.read_job_log(self.paths, stream, offset)
 
+    def new_log_bytes(self, stream: str, offset: int, drain: bool = False) -> bytes:
+        """The log's bytes from ``offset``: one chunk (LOG_CHUNK), or with ``drain`` all
+        there is now (a stream's last read)."""
+        data = self._log_bytes(stream, offset)
+        if not drain or len(data) < J.LOG_CHUNK:
+            return data
+        chunks = [data]
+        while len(data) >= J.LOG_CHUNK:
+            offset += len(data)
+            data = self._log_bytes(stream, offset)
+            chunks.append(data)
+        return b"".join(chunks)
+
     def log_tail(self, lines: int = 20) -> str:
-        text = self._log_bytes("stderr", 0).decode(errors="replace").rstrip()
+        text = self._log_bytes("stderr", -_TAIL_BYTES).decode(errors="replace").rstrip()
         if not text:
-            text = self._log_bytes("stdout", 0).decode(errors="replace").rstrip()
+            text = self._log_bytes("stdout", -_TAIL_BYTES).decode(errors="replace").rstrip()
         tail = text.splitlines()[-lines:]
         return "\n".join(tail)
 
@@ -776,7 +794,7 @@ class LogStreamer(threading.Thread):
     def _pump(self, final: bool) -> None:
         for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
             try:
-                data = self.job._log_bytes(stream, self._offsets[stream])
+                data = self.job.new_log_bytes(stream, self._offsets[stream], drain=final)
             except Exception:
                 continue
             self._offsets[stream] += len(data)

@@ -213,7 +213,7 @@ class _LogPump:
 
         for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
             try:
-                data = self.job._log_bytes(stream, self.offsets[stream])
+                data = self.job.new_log_bytes(stream, self.offsets[stream], drain=final)
             except Exception:
                 continue
             self.offsets[stream] += len(data)

@@ -587,9 +587,13 @@ def open_log(log_dir: str, stream: str) -> int:
     return fd
 
 
-def read_log(log_dir: str, stream: str, offset: int) -> bytes:
-    """Bytes of ``<log_dir>/<stream>.log`` from ``offset`` (b"" when it is absent or is
-    not a regular file: a log is never read through a link or from a FIFO)."""
+LOG_CHUNK = 8 << 20  # bytes of a log read at once: a log may be larger than memory
+
+
+def read_log(log_dir: str, stream: str, offset: int, limit: int = LOG_CHUNK) -> bytes:
+    """At most ``limit`` bytes of ``<log_dir>/<stream>.log`` from ``offset`` (a negative
+    offset counts from its end: ``-n``, its last n bytes); b"" when it is absent or is not
+    a regular file: a log is never read through a link or from a FIFO."""
     import stat
 
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK | os.O_CLOEXEC
@@ -598,18 +602,41 @@ def read_log(log_dir: str, stream: str, offset: int) -> bytes:
     except OSError:
         return b""
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return b""
-        f.seek(offset)
-        return f.read()
+        f.seek(max(0, info.st_size + offset) if offset < 0 else offset)
+        return f.read(limit)
 
 
-def read_job_log(paths: JobPaths, stream: str, offset: int) -> bytes:
-    """Bytes of a job's ``stdout`` or ``stderr`` log from ``offset`` in its folder (b""
-    while there is none; locally never through a link nor from a FIFO: read_log)."""
+def read_job_log(paths: JobPaths, stream: str, offset: int, limit: int = LOG_CHUNK) -> bytes:
+    """At most ``limit`` bytes of a job's ``stdout`` or ``stderr`` log from ``offset`` in
+    its folder (negative: from its end; b"" while there is none; locally never through a
+    link nor from a FIFO: read_log)."""
     if paths.store.local:
-        return read_log(paths.logs, stream, offset)
-    return paths.store.read_range(f"{paths.logs}/{stream}.log", offset)
+        return read_log(paths.logs, stream, offset, limit)
+    path = f"{paths.logs}/{stream}.log"
+    if offset < 0:
+        try:
+            offset = max(0, paths.store.size(path) + offset)
+        except FileNotFoundError:
+            return b""
+    return paths.store.read_range(path, offset, offset + limit)
+
+
+def job_log_size(paths: JobPaths, stream: str) -> int:
+    """The size of a job's log in its folder (0 while there is none, or when it is not a
+    regular file)."""
+    import stat
+
+    path = paths.stdout if stream == "stdout" else paths.stderr
+    try:
+        if paths.store.local:
+            info = os.lstat(path)
+            return info.st_size if stat.S_ISREG(info.st_mode) else 0
+        return paths.store.size(path)
+    except FileNotFoundError:
+        return 0
 
 
 def claims_dir() -> str:

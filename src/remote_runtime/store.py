@@ -281,14 +281,15 @@ class Store:
             return os.path.getsize(path)
         return int(self._call("info", path)["size"])
 
-    def read_range(self, path: str, start: int) -> bytes:
-        """Bytes of ``path`` from ``start`` to its end (b"" if it does not exist)."""
+    def read_range(self, path: str, start: int, end: int | None = None) -> bytes:
+        """Bytes of ``path`` from ``start`` to ``end`` (its end when None; b"" if it does
+        not exist)."""
         try:
             if self.local:
                 with open(path, "rb") as f:
                     f.seek(start)
-                    return f.read()
-            data: bytes = self._call("cat_file", path, start=start)
+                    return f.read() if end is None else f.read(max(0, end - start))
+            data: bytes = self._call("cat_file", path, start=start, end=end)
             return data
         except FileNotFoundError:
             return b""

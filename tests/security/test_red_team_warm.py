@@ -1451,20 +1451,11 @@ def test_control_a_reattached_future_of_a_job_that_dies_is_settled_failed(job_ro
 # ===========================================================================================
 
 
-SPARSE_LOG_FINDING = (
-    "FINDING: a log file of a finished job replaced by a huge sparse file (32 GiB of holes) is "
-    "read whole: `remote-runtime jobs logs NAME` dies with MemoryError (a traceback), and on a "
-    "machine with the memory it would allocate it all"
-)
-
-
 @pytest.mark.parametrize(
     "shape",
     [
         "fifo",
-        pytest.param(
-            "sparse-huge", marks=pytest.mark.xfail(strict=True, reason=SPARSE_LOG_FINDING)
-        ),
+        "sparse-huge",
         "symlink-outside",
     ],
 )
@@ -1510,10 +1501,6 @@ def test_one_function_called_in_two_roots_does_not_share_an_inode_between_them(j
     assert private_file.stat().st_ino != shared_file.stat().st_ino
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=SPARSE_LOG_FINDING.replace("`remote-runtime jobs logs NAME`", "get_future(name).logs()"),
-)
 def test_future_logs_of_a_huge_sparse_log_file_are_bounded(job_root):
     folder = finished_job(job_root, print_and_return, "hello")
     path = folder / "logs" / "stdout.log"

@@ -183,11 +183,17 @@ def _read_log(log_dir: str, stream: str, offset: int) -> bytes:
 
 
 def _read_spool(path: str, offset: int) -> bytes:
-    """Bytes of a warm worker's spool file from ``offset`` (b"" when absent)."""
+    """At most LOG_CHUNK bytes of a warm worker's spool file from ``offset`` (negative:
+    from its end; b"" when absent)."""
+    from ..job import LOG_CHUNK
+
     try:
         with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read()
+            if offset < 0:
+                f.seek(max(0, os.fstat(f.fileno()).st_size + offset))
+            else:
+                f.seek(offset)
+            return f.read(LOG_CHUNK)
     except OSError:
         return b""
 

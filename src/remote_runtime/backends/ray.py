@@ -230,7 +230,9 @@ class RayJob:
     def log_chunk(self, stream: str, offset: int) -> bytes:
         if stream != "stdout":
             return b""  # Ray merges the job's stderr into one log
-        return self._all_logs().encode()[offset:]
+        from ..job import LOG_CHUNK
+
+        return self._all_logs().encode()[offset:][:LOG_CHUNK]
 
     def lost_before_start(self) -> bool:
         return False
