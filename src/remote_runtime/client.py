@@ -328,6 +328,8 @@ class Job:
         fresh = self.paths.read_status()  # it may have ended in the meantime
         if fresh.get("state") in J.JobState.TERMINAL:
             return fresh
+        if self._recover_results():
+            return self.paths.read_status()
         return self.paths.write_status(
             J.JobState.FAILED,
             died=True,
@@ -338,6 +340,21 @@ class Job:
                 "traceback": "",
             },
         )
+
+    def _recover_results(self) -> bool:
+        """A job whose process ended after publishing its results but before recording
+        Completed (killed in between, or its last status line lost): its results count,
+        and it is recorded Completed, when they verify with the job's key."""
+        if self.key is None or not self.paths.has_bundle("results"):
+            return False
+        try:
+            self._load("results")
+        except Exception:
+            return False  # unverifiable or unreadable: the job failed
+        self.paths.write_status(
+            J.JobState.COMPLETED, stage="done", exit_code=J.EXIT_OK, recovered=True
+        )
+        return True
 
     def logs(self) -> str:
         """The job's stdout then stderr: at most the last LOG_CHUNK bytes of each (a log
@@ -433,6 +450,10 @@ class Job:
         if self.launched is not None and self.launched.lost_before_start():
             self.launch()
             return False
+        if self._recover_results():
+            self._exit_code = code
+            self._upload_local_logs()
+            return True
         attempt = int(status.get("attempt", 1))
         started = status.get("stage") == "running"
         if not started and attempt < self.settings.max_retry_attempts:

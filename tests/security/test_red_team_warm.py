@@ -819,25 +819,12 @@ def status_of(name: str) -> Any:
         "junk-between",
         pytest.param(
             "no-final-newline",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING: a job whose signed results are in its folder but whose last "
-                "status line is not complete (a job killed between writing its result and its "
-                "Completed line; or an attacker removing one newline) is settled Failed by the "
-                "next client that looks, and result() raises JobFailedError: a genuine, "
-                "verifiable result is lost",
-            ),
         ),
         "crlf",
         "nul-bytes-before",
         "binary",
         pytest.param(
             "completed-line-missing",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="FINDING: same as no-final-newline, as a crash leaves it: results "
-                "written, the process gone before its Completed line; settled Failed",
-            ),
         ),
     ],
 )
