@@ -166,6 +166,7 @@ def _fail(paths: J.JobPaths, code: int, exc: BaseException, **fields: Any) -> in
 
     from . import job as J
 
+    _before_final()
     _final(
         paths,
         "writing the status",
@@ -461,6 +462,7 @@ def _run_function(
     except rc.SerializationError as exc:
         renamed = type(exc)(_rename_root(str(exc), "return value"))
         return _write_exception(paths, key, renamed)
+    _before_final()
     _final(
         paths,
         "writing the status",
@@ -488,6 +490,7 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
     if (refused := _refused_folder(paths, "exception")) is not None:
         return refused
     _save_outcome(paths, key, "exception", record)
+    _before_final()
     _final(
         paths,
         "writing the status",
@@ -508,6 +511,20 @@ def _write_exception(paths: J.JobPaths, key: bytes | None, exc: BaseException) -
 # Set by a warm worker while a job runs: what must happen before the watchdog kills the
 # worker for that job (copy the job's spooled output into its logs).
 before_expiry: Any = None
+# Set by a warm worker while a job runs: what must happen before the job's final status is
+# written (its spooled output copied into its logs, so whoever sees the job ended finds
+# them complete).
+before_final: Any = None
+
+
+def _before_final() -> None:
+    if before_final is not None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            before_final()
+        except Exception:
+            pass  # the logs are copied again when the job's end is reported
 
 
 def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
@@ -535,6 +552,7 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
         )
         if before_expiry is not None:
             try:
+                sys.stdout.flush()
                 before_expiry()
             except Exception:
                 pass

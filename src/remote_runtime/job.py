@@ -614,6 +614,10 @@ def read_job_log(paths: JobPaths, stream: str, offset: int, limit: int = LOG_CHU
     its folder (negative: from its end; b"" while there is none; locally never through a
     link nor from a FIFO: read_log)."""
     if paths.store.local:
+        if not os.path.lexists(paths.stdout if stream == "stdout" else paths.stderr):
+            spool = running_spool(paths)
+            if spool is not None:  # a warm job running now: its output is in the spool
+                return read_spool(f"{spool}.{stream}", offset, limit)
         return read_log(paths.logs, stream, offset, limit)
     path = f"{paths.logs}/{stream}.log"
     if offset < 0:
@@ -622,6 +626,47 @@ def read_job_log(paths: JobPaths, stream: str, offset: int, limit: int = LOG_CHU
         except FileNotFoundError:
             return b""
     return paths.store.read_range(path, offset, offset + limit)
+
+
+def read_spool(path: str, offset: int, limit: int = LOG_CHUNK) -> bytes:
+    """At most ``limit`` bytes of a warm worker's spool file (in this user's cache) from
+    ``offset`` (negative: from its end); b"" when absent."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size + offset) if offset < 0 else offset)
+            return f.read(limit)
+    except OSError:
+        return b""
+
+
+def running_spool(paths: JobPaths) -> str | None:
+    """Where the output of this job is while a warm worker of this machine runs it (the
+    spool the worker's claim log names), or None: the status must name a live worker on
+    this host whose last claim is this very job (pid and start time included)."""
+    try:
+        status = paths.read_status()
+    except Exception:
+        return None
+    pid = status.get("pid")
+    if (
+        status.get("state") != JobState.IN_PROGRESS
+        or not status.get("worker")
+        or status.get("host") != hostname()
+        or type(pid) is not int
+        or pid <= 1
+    ):
+        return None
+    claim = claim_of(pid)
+    if (
+        claim is None
+        or claim.get("job") != paths.name
+        or claim.get("pid") != pid
+        or claim.get("pid_start") != status.get("pid_start")
+        or not isinstance(claim.get("spool"), str)
+    ):
+        return None
+    return str(claim["spool"])
 
 
 def job_log_size(paths: JobPaths, stream: str) -> int:

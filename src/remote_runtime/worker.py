@@ -85,6 +85,7 @@ class _Spool:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fds = {s: os.open(f"{self.base}.{s}", flags, 0o600) for s in STREAMS}
         self.targets: dict[str, int] = {}
+        self.copied = dict.fromkeys(STREAMS, 0)  # bytes of each spool already in logs/
 
     def start(self, log_dir: str) -> tuple[int, int]:
         """Redirect fds 1 and 2 to the spool; open the job's log files now if its
@@ -101,27 +102,34 @@ class _Spool:
                 raise
         return _point_at(self.fds["stdout"], self.fds["stderr"], close=False)
 
-    def finish(self, log_dir: str) -> None:
-        """Copy what the job wrote into its log files (made now, when there is anything
-        to copy) and empty the spool. A log that cannot be opened safely is dropped."""
+    def copy(self, log_dir: str) -> None:
+        """Copy what the job wrote since the last copy into its log files (made now, when
+        there is anything to copy). A log that cannot be opened safely is dropped."""
         from .job import JobRecordError, open_log
 
+        for stream in STREAMS:
+            size = os.fstat(self.fds[stream]).st_size
+            if size <= self.copied[stream]:
+                continue
+            target = self.targets.get(stream)
+            if target is None:
+                try:
+                    target = self.targets[stream] = open_log(log_dir, stream)
+                except (JobRecordError, OSError):
+                    self.copied[stream] = size
+                    continue  # planted meanwhile: nothing is written through it
+            _copy(f"{self.base}.{stream}", target, self.copied[stream], size)
+            self.copied[stream] = size
+
+    def finish(self, log_dir: str) -> None:
+        """Copy the rest of what the job wrote, and empty the spool for the next job."""
         try:
-            for stream in STREAMS:
-                size = os.fstat(self.fds[stream]).st_size
-                if not size:
-                    continue
-                target = self.targets.get(stream)
-                if target is None:
-                    try:
-                        target = self.targets[stream] = open_log(log_dir, stream)
-                    except (JobRecordError, OSError):
-                        continue  # planted meanwhile: nothing is written through it
-                _copy(f"{self.base}.{stream}", target, size)
+            self.copy(log_dir)
         finally:
             self._close_targets()
             for fd in self.fds.values():
                 os.ftruncate(fd, 0)
+            self.copied = dict.fromkeys(STREAMS, 0)
 
     def _close_targets(self) -> None:
         for fd in self.targets.values():
@@ -140,9 +148,10 @@ class _Spool:
 STREAMS = ("stdout", "stderr")
 
 
-def _copy(src: str, target: int, size: int) -> None:
+def _copy(src: str, target: int, start: int, end: int) -> None:
     with open(src, "rb") as f:
-        left = size
+        f.seek(start)
+        left = end - start
         while left > 0:
             chunk = f.read(min(left, 1 << 20))
             if not chunk:
@@ -163,7 +172,7 @@ def copy_spool(base: str, log_dir: str) -> None:
             if size:
                 fd = open_log(log_dir, stream)
                 try:
-                    _copy(path, fd, size)
+                    _copy(path, fd, 0, size)
                 finally:
                     os.close(fd)
             os.remove(path)
@@ -184,11 +193,14 @@ class _Claims:
         self.fd: int | None = None
         self.size = 0
 
-    def record(self, folder: str, job: str | None) -> None:
+    def record(self, folder: str, job: str | None, spool: str | None = None) -> None:
         from .job import claim_log
         from .processes import identity
 
-        line = (json.dumps({"job": job, **identity()}) + "\n").encode()
+        record = {"job": job, **identity()}
+        if spool is not None:
+            record["spool"] = spool  # where the job's output is while it runs
+        line = (json.dumps(record) + "\n").encode()
         path = claim_log(folder, os.getpid())
         if self.fd is None or path != self.path or self.size > self._COMPACT:
             self.close()
@@ -243,14 +255,17 @@ def _run(
     if spooled and spool is not None:  # a job that times out: its output first
 
         def before_expiry() -> None:
-            sys.stdout.flush()
             spool.finish(log_dir)
 
+        def before_final() -> None:
+            spool.copy(log_dir)
+
         bootstrap.before_expiry = before_expiry
+        bootstrap.before_final = before_final
     try:
         return bootstrap.run_job(paths, bytes.fromhex(str(msg["key"])), worker=True)
     finally:
-        bootstrap.before_expiry = None
+        bootstrap.before_expiry = bootstrap.before_final = None
         if before or has_children():  # (none: no descendant either, the worker is a subreaper)
             kill_descendants(keep=before)  # no process of the job outlives it
         _restore(saved)
@@ -316,7 +331,7 @@ def _serve(
         claimed = False
         environ = dict(os.environ)  # a job's changes to it end with the job
         try:
-            claims.record(folder, name)
+            claims.record(folder, name, started.get("spool"))
             claimed = True
             code = _run(paths, msg, before, spool)
         except BaseException as exc:  # a bug of ours: report it as an internal failure

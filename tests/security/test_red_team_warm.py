@@ -375,12 +375,6 @@ def print_then_wait(text: str, flag: str) -> str:
     return "done"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DOCUMENTED LIMITATION (README, warm workers): a running warm job's output is in "
-    "its worker's spool, which its own client streams; another process (get_future(name)"
-    ".logs(), `jobs logs --follow`) sees it in logs/ when the job ends",
-)
 def test_logs_of_a_running_warm_job_are_visible_before_it_ends(job_root, tmp_path):
     """`jobs logs NAME --follow` of a warm job shows what it printed while it runs."""
     flag = tmp_path / "go"

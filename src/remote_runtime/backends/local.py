@@ -41,6 +41,7 @@ from ..job import (
     claims_dir,
     open_log,
     read_log,
+    read_spool,
 )
 from ..processes import kill_tree
 from ..settings import Settings
@@ -180,22 +181,6 @@ class LocalProcess:
 
 def _read_log(log_dir: str, stream: str, offset: int) -> bytes:
     return read_log(log_dir, stream, offset)
-
-
-def _read_spool(path: str, offset: int) -> bytes:
-    """At most LOG_CHUNK bytes of a warm worker's spool file from ``offset`` (negative:
-    from its end; b"" when absent)."""
-    from ..job import LOG_CHUNK
-
-    try:
-        with open(path, "rb") as f:
-            if offset < 0:
-                f.seek(max(0, os.fstat(f.fileno()).st_size + offset))
-            else:
-                f.seek(offset)
-            return f.read(LOG_CHUNK)
-    except OSError:
-        return b""
 
 
 def _open_logs(paths: JobPaths, log_dir: str) -> list[IO[bytes]]:
@@ -440,7 +425,7 @@ class WorkerJob:
     def log_chunk(self, stream: str, offset: int) -> bytes:
         spool = self.spool
         if spool and not self._done.is_set():  # copied into log_dir before the job ends
-            return _read_spool(f"{spool}.{stream}", offset)
+            return read_spool(f"{spool}.{stream}", offset)
         return _read_log(self.log_dir, stream, offset)
 
     def lost_before_start(self) -> bool:
