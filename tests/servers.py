@@ -132,6 +132,11 @@ class RayHead:
         import secrets
 
         self.token = secrets.token_hex(16)  # Ray's token authentication, as a cluster should run
+        # Ray's session folder (logs, sockets, the venvs of `pip` runtime environments: GBs)
+        # is this head's own, removed when it stops (short: Ray's socket paths must fit)
+        import tempfile
+
+        self.temp_dir = tempfile.mkdtemp(prefix="rt-ray-", dir="/tmp")
 
     @property
     def env(self) -> dict[str, str]:
@@ -152,6 +157,7 @@ class RayHead:
                 f"--dashboard-port={self.dashboard_port}",
                 f"--num-cpus={self.num_cpus}",
                 "--include-dashboard=true",
+                f"--temp-dir={self.temp_dir}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -186,6 +192,7 @@ class RayHead:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def pause(server: S3Server) -> None:
