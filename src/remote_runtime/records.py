@@ -62,24 +62,32 @@ def read_local_record(path: str, limit: int = MAX_RECORD) -> dict[str, Any]:
     return parse_record(path, read_local_file(path, limit), limit)
 
 
-def read_local_file(path: str, limit: int) -> bytes:
-    """The bytes of the regular file at local ``path`` (never followed through a link,
-    never a FIFO or device), at most ``limit`` of them, else JobRecordError naming it.
-    FileNotFoundError when absent."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0)
+def _open_regular(path: str, flags: int, verb: str) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file at ``path`` (opened with ``flags``, never through
+    a symbolic link, never blocking on a FIFO) and its stat; JobRecordError naming the
+    file otherwise, FileNotFoundError when absent."""
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise JobRecordError(f"{path} is a symbolic link: records are never followed") from None
-        raise JobRecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise JobRecordError(f"{path}: cannot be {verb} ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
+    return fd, info
+
+
+def read_local_file(path: str, limit: int) -> bytes:
+    """The bytes of the regular file at local ``path`` (never followed through a link,
+    never a FIFO or device), at most ``limit`` of them, else JobRecordError naming it.
+    FileNotFoundError when absent."""
+    fd, info = _open_regular(path, os.O_RDONLY, "read")
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
         if info.st_size > limit:
             raise JobRecordError(f"{path}: {info.st_size} bytes, more than it may hold ({limit})")
         chunks = []
@@ -134,19 +142,11 @@ def append_local_status(path: str, record: dict[str, Any], previous: bytes) -> b
     Never through a link, never into anything but a regular file (JobRecordError)."""
     if len(previous) > STATUS_COMPACT:
         return False
-    flags = os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+        fd, info = _open_regular(path, os.O_WRONLY | os.O_APPEND, "written")
     except FileNotFoundError:
         return False
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise JobRecordError(f"{path} is a symbolic link: records are never followed") from None
-        raise JobRecordError(f"{path}: cannot be written ({exc.strerror or exc})") from None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise JobRecordError(f"{path} is {kind_of(info.st_mode)}, not a regular file")
         if info.st_nlink != 1:
             return False  # a hard link planted there: replaced, never written through
         line = status_line(record)
