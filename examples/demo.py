@@ -64,7 +64,14 @@ def main() -> None:
     print("jobs under the root:", len(list(list_futures())))
 
     print("\n== what a results bundle holds ==")
-    print(rc.inspect(os.path.join(os.environ["REMOTE_RUNTIME_S3_ROOT_URI"], name, "results")))
+    folder = os.path.join(os.environ["REMOTE_RUNTIME_S3_ROOT_URI"], name)
+    print("job folder:", sorted(os.listdir(folder)))
+    one_file = os.path.join(folder, "results.bundle")  # a small value: one file
+    if os.path.exists(one_file):
+        with open(one_file, "rb") as f:
+            print(rc.inspect(f.read()))
+    else:  # a larger one: a bundle folder
+        print(rc.inspect(os.path.join(folder, "results")))
     print(f"\nTry: remote-runtime --root {os.environ['REMOTE_RUNTIME_S3_ROOT_URI']} jobs list")
 
 

@@ -50,3 +50,15 @@ def test_readme_block_runs(index, tmp_path, monkeypatch, request):
         [sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_the_demo_runs(tmp_path):
+    """`make demo`'s script, as the README's first command runs it."""
+    demo = README.parent / "examples" / "demo.py"
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("REMOTE_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    out = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Completed -> 49" in out.stdout and "signed" in out.stdout, out.stdout[-3000:]
