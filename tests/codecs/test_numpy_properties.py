@@ -8,10 +8,6 @@ included), and C/F contiguity for contiguous inputs.
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-
 import numpy as np
 import pytest
 
@@ -22,6 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
 import remote_codecs as rc  # noqa: E402
+from bundles import edit_manifest  # noqa: E402
 
 
 def _round_trip(value):
@@ -192,17 +189,7 @@ def test_object_arrays_still_need_pickle():
 
 
 def _edit_meta(data, edit):
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
-        for name in src.namelist():
-            body = src.read(name)
-            if name == "manifest.json":
-                manifest = json.loads(body)
-                edit(manifest["parts"][0]["meta"])
-                body = json.dumps(manifest).encode()
-            dst.writestr(name, body)
-    return out.getvalue()
+    return edit_manifest(data, lambda manifest: edit(manifest["parts"][0]["meta"]))
 
 
 @pytest.mark.parametrize(

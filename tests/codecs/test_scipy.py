@@ -9,6 +9,7 @@ sp = pytest.importorskip("scipy.sparse")
 import scipy  # noqa: E402
 
 import remote_codecs as rc  # noqa: E402
+from bundles import edit_manifest  # noqa: E402
 
 FORMATS = ["csr", "csc", "coo", "bsr", "dia", "lil", "dok"]
 
@@ -31,25 +32,6 @@ def test_large_random_csr():
     m = sp.random(2000, 300, density=0.01, format="csr", random_state=0, dtype=np.float64)
     back = rc.loads(rc.dumps(m), allow_pickle=False)
     assert (back != m).nnz == 0 and back.has_sorted_indices == m.has_sorted_indices
-
-
-def _edit_manifest(data: bytes, edit) -> bytes:
-    """The same zip bundle with its (unsigned) manifest changed by ``edit``."""
-    import io
-    import json
-    import zipfile
-
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
-        for info in src.infolist():
-            body = src.read(info.filename)
-            if info.filename == "manifest.json":
-                manifest = json.loads(body)
-                edit(manifest)
-                body = json.dumps(manifest).encode()
-            dst.writestr(info.filename, body)
-    return out.getvalue()
 
 
 def _builds(fmt: str, ndim: int) -> bool:
@@ -171,7 +153,7 @@ def test_hostile_class_is_refused_before_anything_is_imported(cls):
     def edit(manifest):
         manifest["parts"][0]["meta"]["class"] = cls
 
-    bad = _edit_manifest(data, edit)
+    bad = edit_manifest(data, edit)
     with pytest.raises(rc.DeserializationError, match="not one of the scipy.sparse classes"):
         rc.loads(bad, allow_pickle=False)
 
@@ -187,7 +169,7 @@ def test_hostile_module_is_never_imported(tmp_path):
         manifest["parts"][0]["meta"]["class"] = "antigravity:csr_matrix"
 
     path = tmp_path / "bad.bundle"
-    path.write_bytes(_edit_manifest(data, edit))
+    path.write_bytes(edit_manifest(data, edit))
     code = (
         "import sys, remote_codecs as rc\n"
         f"data = open({str(path)!r}, 'rb').read()\n"
@@ -211,7 +193,7 @@ def test_hostile_module_is_never_imported(tmp_path):
 )
 def test_malformed_meta_is_a_deserialization_error(edit):
     data = rc.dumps(sp.csr_matrix(np.eye(3)))
-    bad = _edit_manifest(data, lambda manifest: edit(manifest["parts"][0]["meta"]))
+    bad = edit_manifest(data, lambda manifest: edit(manifest["parts"][0]["meta"]))
     with pytest.raises(rc.DeserializationError):
         rc.loads(bad, allow_pickle=False)
 
@@ -237,7 +219,7 @@ def test_out_of_bounds_indices_are_refused():
             if f["name"] == name:
                 f["digest"] = "blake3:" + blake3.blake3(bytes(raw)).hexdigest()
 
-    edited = zipfile.ZipFile(io.BytesIO(_edit_manifest(data, edit)))
+    edited = zipfile.ZipFile(io.BytesIO(edit_manifest(data, edit)))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
         for n in edited.namelist():

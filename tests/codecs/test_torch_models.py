@@ -9,10 +9,6 @@ sharing, and the same outputs; a resumed optimizer takes identical steps.
 
 from __future__ import annotations
 
-import io
-import json
-import zipfile
-
 import numpy as np
 import pytest
 
@@ -23,6 +19,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import remote_codecs as rc  # noqa: E402
+from bundles import edit_manifest  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -446,20 +443,6 @@ def test_generated_views_round_trip_exactly(value):
 # -- crafted parts ------------------------------------------------------------------------------
 
 
-def _edit_manifest(data, edit):
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
-        for name in src.namelist():
-            body = src.read(name)
-            if name == "manifest.json":
-                manifest = json.loads(body)
-                edit(manifest)
-                body = json.dumps(manifest).encode()
-            dst.writestr(name, body)
-    return out.getvalue()
-
-
 def _meta(i):
     return lambda edit: lambda manifest: edit(manifest["parts"][i]["meta"])
 
@@ -482,7 +465,7 @@ def _meta(i):
 )
 def test_crafted_strides_and_offsets_are_refused_before_reading(edit):
     data = rc.dumps({"b": torch.arange(16.0)})
-    bad = _edit_manifest(data, lambda manifest: edit(manifest["parts"][0]["meta"]))
+    bad = edit_manifest(data, lambda manifest: edit(manifest["parts"][0]["meta"]))
     with pytest.raises(rc.DeserializationError):
         rc.loads(bad, allow_pickle=False)
 
@@ -500,7 +483,7 @@ def test_crafted_storage_references_are_refused(edit):
     b = torch.arange(16.0)
     data = rc.dumps([b, b[4:10], torch.ones(2)])
     assert rc.inspect(data).parts[1].meta["storage_part"] == 0
-    bad = _edit_manifest(data, lambda manifest: edit(manifest["parts"][1]["meta"]))
+    bad = edit_manifest(data, lambda manifest: edit(manifest["parts"][1]["meta"]))
     with pytest.raises(rc.DeserializationError):
         rc.loads(bad, allow_pickle=False)
 
@@ -515,17 +498,17 @@ def test_reference_to_a_part_that_holds_no_storage_is_refused():
         manifest["parts"][2]["meta"]["storage_part"] = 0
 
     with pytest.raises(rc.DeserializationError, match="holds no tensor storage"):
-        rc.loads(_edit_manifest(data, edit), allow_pickle=False)
+        rc.loads(edit_manifest(data, edit), allow_pickle=False)
 
 
 def test_crafted_sparse_indices_are_refused():
     s = torch.sparse_coo_tensor(torch.tensor([[0, 1], [1, 0]]), torch.tensor([1.0, 2.0]), (2, 2))
     data = rc.dumps(s)
-    bad = _edit_manifest(data, lambda m: m["parts"][0]["meta"].update(shape=[1, 1]))
+    bad = edit_manifest(data, lambda m: m["parts"][0]["meta"].update(shape=[1, 1]))
     with pytest.raises(rc.DeserializationError):
         rc.loads(bad, allow_pickle=False)
     csr = torch.eye(3).to_sparse_csr()
-    bad = _edit_manifest(rc.dumps(csr), lambda m: m["parts"][0]["meta"].update(shape=[2, 2]))
+    bad = edit_manifest(rc.dumps(csr), lambda m: m["parts"][0]["meta"].update(shape=[2, 2]))
     with pytest.raises(rc.DeserializationError):
         rc.loads(bad, allow_pickle=False)
 
@@ -540,5 +523,5 @@ def test_parts_written_by_format_v1_still_load():
         for key in ("layout", "stride", "offset"):
             meta.pop(key)
 
-    back = rc.loads(_edit_manifest(rc.dumps(t), as_v1), allow_pickle=False)
+    back = rc.loads(edit_manifest(rc.dumps(t), as_v1), allow_pickle=False)
     _same_tensor(back, t)

@@ -13,6 +13,7 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 
 import remote_codecs as rc  # noqa: E402
+from bundles import edit_manifest  # noqa: E402
 
 rng = np.random.default_rng(0)
 X = rng.random((200, 4))
@@ -93,25 +94,6 @@ def test_dmatrix_is_refused_with_a_hint():
 # -- helpers: what an attacker or another xgboost version leaves in a bundle ------------
 
 
-def _edit_zip(data: bytes, edit) -> bytes:
-    """A copy of a single-file bundle whose manifest went through ``edit(manifest)``."""
-    import io
-    import json
-    import zipfile
-
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
-        for info in src.infolist():
-            body = src.read(info.filename)
-            if info.filename == "manifest.json":
-                manifest = json.loads(body)
-                edit(manifest)
-                body = json.dumps(manifest).encode()
-            dst.writestr(info.filename, body)
-    return out.getvalue()
-
-
 def _as_written_by(data: bytes, version: str) -> bytes:
     """The bundle as if xgboost ``version`` had written it (manifest and part meta)."""
 
@@ -120,7 +102,7 @@ def _as_written_by(data: bytes, version: str) -> bytes:
         for part in manifest["parts"]:
             part["meta"]["xgboost_version"] = version
 
-    return _edit_zip(data, edit)
+    return edit_manifest(data, edit)
 
 
 def _load(data: bytes, mismatch):
@@ -156,7 +138,7 @@ def test_a_class_off_the_wrapper_allowlist_is_never_resolved(tmp_path, hostile_c
             {"class": hostile_class, "params": {"args": ["touch", str(marker)]}, "fitted": False}
         )
 
-    hostile = _edit_zip(data, edit)
+    hostile = edit_manifest(data, edit)
     with pytest.raises(
         rc.DeserializationError, match=r"not one of xgboost's scikit-learn wrappers"
     ):
@@ -192,7 +174,7 @@ def test_malformed_wrapper_meta_is_a_deserialization_error(field, value, message
         manifest["parts"][0]["meta"][field] = value
 
     with pytest.raises(rc.DeserializationError, match=message):
-        rc.loads(_edit_zip(data, edit), allow_pickle=False)
+        rc.loads(edit_manifest(data, edit), allow_pickle=False)
 
 
 def test_a_users_subclass_is_pickled_not_resolved_by_name():
@@ -361,7 +343,7 @@ def _tamper_fingerprint(data: bytes, delta: float) -> bytes:
         values[5] += delta
         record["f8"] = base64.b64encode(values.tobytes()).decode()
 
-    return _edit_zip(data, edit)
+    return edit_manifest(data, edit)
 
 
 @pytest.mark.parametrize("kind", ["booster", "classifier"])

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import remote_codecs as rc
+from bundles import rewrite_member
 from remote_runtime import (
     DeserializationError,
     IntegrityError,
@@ -33,17 +34,7 @@ def add(x, y):
 
 def _rewrite_member(path, member, change):
     """Rewrite one file inside a single-file bundle (a zip) with ``change(bytes)``."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        files = {name: z.read(name) for name in z.namelist()}
-    files[member] = change(files[member])
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    path.write_bytes(buf.getvalue())
+    path.write_bytes(rewrite_member(path.read_bytes(), member, change))
 
 
 def _flip_last_byte(data):
