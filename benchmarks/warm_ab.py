@@ -27,7 +27,7 @@ def _cpu(pid: int) -> float:
 
 
 def main(n: int) -> None:
-    folder = tempfile.mkdtemp(prefix="warm-ab-")
+    folder = tempfile.mkdtemp(prefix="warm-ab-", dir=os.environ.get("WARM_AB_DIR"))
     os.environ["REMOTE_RUNTIME_S3_ROOT_URI"] = os.path.join(folder, "jobs")
     os.environ["XDG_CACHE_HOME"] = os.path.join(folder, "cache")
     from remote_runtime import RemoteExecutor

@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import re
+import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -484,35 +485,213 @@ class _Spool(io.RawIOBase):
 
 
 class ZipSink(Sink):
-    """A bundle as one zip (stored, not compressed) held in memory."""
+    """A bundle as one zip (stored, not compressed) held in memory. Its bytes depend only
+    on what is written (every entry dated 1980-01-01): the same value makes the same
+    bundle, which content addressing relies on. A bounded sink (``max_size``: the small
+    bundles of a runtime) writes the zip itself, without :mod:`zipfile`'s generality."""
 
     def __init__(self, max_size: int | None = None) -> None:
         import zipfile
 
-        self.buffer = io.BytesIO()
-        self._zip = zipfile.ZipFile(self.buffer, "w", zipfile.ZIP_STORED)
-        self._current: HashingWriter | None = None
         self.max_size = max_size
         self._written = 0
+        self.buffer = io.BytesIO()
+        self._members: list[tuple[str, _Member]] | None = None
+        if max_size is None:
+            self._zip: Any = zipfile.ZipFile(self.buffer, "w", zipfile.ZIP_STORED)
+        else:
+            self._zip, self._members = None, []
 
     def open(self, name: str) -> HashingWriter:
-        raw: Any = self._zip.open(name, "w", force_zip64=self.max_size is None)
+        raw: Any
+        if self._members is not None:
+            raw = _Member()
+            self._members.append((name, raw))
+        else:
+            raw = self._zip.open(_entry(name), "w", force_zip64=True)
         if self.max_size is not None:
             raw = _Bounded(raw, self)
         return HashingWriter(raw, name)
 
     def commit(self, manifest: bytes) -> None:
-        self._zip.writestr(MANIFEST, manifest)
+        if self._members is not None:
+            members = [(name, b"".join(m.chunks)) for name, m in self._members]
+            self.buffer = io.BytesIO(_stored_zip([*members, (MANIFEST, manifest)]))
+            return
+        self._zip.writestr(_entry(MANIFEST), manifest)
         self._zip.close()
 
     def abort(self) -> None:
         try:
-            self._zip.close()
+            if self._zip is not None:
+                self._zip.close()
         except Exception:
             pass
 
     def getvalue(self) -> bytes:
         return self.buffer.getvalue()
+
+
+def _entry(name: str) -> Any:
+    import zipfile
+
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.external_attr = 0o600 << 16
+    return info
+
+
+class _Member:
+    """The bytes of one entry of a bounded ZipSink, as written."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self.chunks.append(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        pass
+
+
+# -- the zip format, for the small bundles this library writes and reads most ----------
+#
+# A stored zip (APPNOTE 4.3): per entry a local header, then its bytes; then one central
+# directory record per entry; then the end record. ``_stored_zip`` writes exactly what
+# zipfile writes for such entries (version 2.0, no extra field, dated 1980-01-01, mode
+# 0600). ``_stored_entries`` reads back only zips of exactly that shape, field by field,
+# and answers None for anything else (comments, zip64, compression, data descriptors, duplicate or
+# overlapping entries, prepended bytes), which :mod:`zipfile` then reads as before.
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+_DOS_DATE = (0 << 9) | (1 << 5) | 1  # 1980-01-01
+_LOCAL = struct.Struct("<IHHHHHIIIHH")  # signature .. extra length: 30 bytes
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # signature .. header offset: 46 bytes
+_END = struct.Struct("<IHHHHIIH")  # 22 bytes
+_UNIX_20 = (3 << 8) | 20  # made by: unix, version 2.0
+_MAX_32 = 0xFFFFFFFF
+
+
+def _stored_zip(members: list[tuple[str, bytes]]) -> bytes:
+    import zlib
+
+    out: list[bytes] = []
+    central: list[bytes] = []
+    offset = 0
+    for name, data in members:
+        raw_name = name.encode("ascii")
+        crc = zlib.crc32(data)
+        size = len(data)
+        if size > _MAX_32 or offset > _MAX_32:
+            raise ValueError("a bounded bundle zip holds less than 4 GiB")
+        local = _LOCAL.pack(0x04034B50, 20, 0, 0, 0, _DOS_DATE, crc, size, size, len(raw_name), 0)
+        out += (local, raw_name, data)
+        central.append(
+            _CENTRAL.pack(
+                0x02014B50,
+                _UNIX_20,
+                20,
+                0,
+                0,
+                0,
+                _DOS_DATE,
+                crc,
+                size,
+                size,
+                len(raw_name),
+                0,
+                0,
+                0,
+                0,
+                0o600 << 16,
+                offset,
+            )
+            + raw_name
+        )
+        offset += len(local) + len(raw_name) + size
+    directory = b"".join(central)
+    end = _END.pack(0x06054B50, 0, 0, len(members), len(members), len(directory), offset, 0)
+    return b"".join([*out, directory, end])
+
+
+def _stored_entries(data: memoryview) -> dict[str, tuple[int, int, int]] | None:
+    """``{name: (offset of its bytes, size, crc32)}`` of a canonical stored zip (see
+    above), or None when ``data`` is not one (zipfile decides what it is)."""
+    n = len(data)
+    if n < _END.size:
+        return None
+    sig, disk, cd_disk, count, total, cd_size, cd_offset, comment = _END.unpack_from(
+        data, n - _END.size
+    )
+    if (
+        sig != 0x06054B50
+        or disk
+        or cd_disk
+        or comment
+        or count != total
+        or cd_offset + cd_size != n - _END.size
+    ):
+        return None
+    entries: dict[str, tuple[int, int, int]] = {}
+    pos, end_of_data = cd_offset, 0
+    for _ in range(count):
+        if pos + _CENTRAL.size > cd_offset + cd_size:
+            return None
+        (
+            sig,
+            made,
+            need,
+            flags,
+            method,
+            t,
+            d,
+            crc,
+            csize,
+            size,
+            name_len,
+            extra_len,
+            comment_len,
+            disk,
+            internal,
+            external,
+            offset,
+        ) = _CENTRAL.unpack_from(data, pos)
+        name_end = pos + _CENTRAL.size + name_len
+        if (
+            (sig, made, need, flags, method, t, d) != (0x02014B50, _UNIX_20, 20, 0, 0, 0, _DOS_DATE)
+            or (extra_len, comment_len, disk, internal, external) != (0, 0, 0, 0, 0o600 << 16)
+            or csize != size
+            or offset != end_of_data
+            or name_end > cd_offset + cd_size
+        ):
+            return None
+        raw_name = bytes(data[pos + _CENTRAL.size : name_end])
+        if offset + _LOCAL.size > cd_offset:
+            return None
+        (lsig, lneed, lflags, lmethod, lt, ld, lcrc, lcsize, lsize, lname_len, lextra_len) = (
+            _LOCAL.unpack_from(data, offset)
+        )
+        start = offset + _LOCAL.size + lname_len
+        if (
+            (lsig, lneed, lflags, lmethod, lt, ld, lextra_len)
+            != (0x04034B50, 20, 0, 0, 0, _DOS_DATE, 0)
+            or (lcrc, lcsize, lsize) != (crc, csize, size)
+            or bytes(data[offset + _LOCAL.size : start]) != raw_name
+            or start + size > cd_offset
+        ):
+            return None
+        try:
+            name = raw_name.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if name in entries:
+            return None
+        entries[name] = (start, size, crc)
+        pos, end_of_data = name_end, start + size
+    if pos != cd_offset + cd_size or end_of_data != cd_offset:
+        return None
+    return entries
 
 
 class TooLarge(BaseException):
@@ -950,14 +1129,22 @@ class FolderSource(Source):
 
 
 class ZipSource(Source):
+    """A single-file bundle (a zip) in memory. One this library wrote is read by
+    ``_stored_entries``; any other zip by :mod:`zipfile`, with the same checks."""
+
     def __init__(self, data: bytes | bytearray | memoryview, description: str = "<bytes>") -> None:
         import zipfile
 
         self._read_error = zipfile.BadZipFile
         self.description = description
-        self._length = len(memoryview(data).cast("B")) if not isinstance(data, bytes) else len(data)
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        self._length = len(view)
+        self._zip: Any = None
+        self._data = view
         try:
-            self._zip = zipfile.ZipFile(io.BytesIO(data))
+            self._entries = _stored_entries(view)
+            if self._entries is None:
+                self._zip = zipfile.ZipFile(io.BytesIO(data))
         except Exception as exc:  # BadZipFile, but also NotImplementedError ("zip file
             # version 6.5" for a flipped byte of the directory), struct.error, EOFError ...
             raise DeserializationError(
@@ -965,6 +1152,18 @@ class ZipSource(Source):
             ) from None
 
     def read_manifest(self) -> bytes:
+        if self._entries is not None:
+            entry = self._entries.get(MANIFEST)
+            if entry is None:
+                raise DeserializationError(f"{self.description} has no {MANIFEST}: not a bundle")
+            if entry[1] > MAX_MANIFEST:
+                raise _too_big_manifest(self.description, entry[1])
+            try:
+                return self._member(MANIFEST)
+            except IntegrityError as exc:
+                raise DeserializationError(
+                    f"{self.description}: manifest unreadable: {exc.args[0]}"
+                ) from None
         try:
             info = self._zip.getinfo(MANIFEST)
             if info.file_size > MAX_MANIFEST:
@@ -972,7 +1171,7 @@ class ZipSource(Source):
             if info.file_size > 1024 * max(info.compress_size, 1):
                 raise self._mismatch(MANIFEST, "expands more than 1024-fold (a zip bomb)")
             with self._zip.open(info) as f:
-                data = f.read(info.file_size + 1)
+                data: bytes = f.read(info.file_size + 1)
         except KeyError:
             raise DeserializationError(
                 f"{self.description} has no {MANIFEST}: not a bundle"
@@ -987,6 +1186,12 @@ class ZipSource(Source):
         import zipfile
 
         for r in records:
+            if self._entries is not None:
+                entry = self._entries.get(r.name)
+                if entry is None:
+                    raise IntegrityError(f"{self.description}: part file {r.name} is missing")
+                self._check_one(r, True, entry[1], "a folder")  # (sizes checked on parse)
+                continue
             try:
                 info = self._zip.getinfo(r.name)
             except KeyError:
@@ -1005,9 +1210,30 @@ class ZipSource(Source):
             if not stored and info.file_size > 1024 * max(info.compress_size, 1):
                 raise self._mismatch(r.name, "expands more than 1024-fold (a zip bomb)")
 
+    def close(self) -> None:
+        self._data.release()  # (the caller's buffer may be resized again)
+
+    def _member(self, name: str) -> bytes:
+        """The bytes of entry ``name`` of a canonical zip, checked against its CRC-32 as
+        zipfile checks them (IntegrityError)."""
+        import zlib
+
+        assert self._entries is not None
+        start, size, crc = self._entries[name]
+        data = bytes(self._data[start : start + size])
+        if zlib.crc32(data) != crc:
+            raise IntegrityError(
+                f"{self.description}: {name} unreadable: Bad CRC-32 for file {name!r}"
+            )
+        return data
+
     def _open(self, name: str) -> BinaryIO:
+        if self._entries is not None:
+            if name not in self._entries:
+                raise FileNotFoundError(name)
+            return io.BytesIO(self._member(name))
         try:
-            return self._zip.open(name)  # type: ignore[return-value]
+            return self._zip.open(name)  # type: ignore[no-any-return]
         except KeyError:
             raise FileNotFoundError(name) from None
         except (self._read_error, OSError, ValueError, NotImplementedError) as exc:

@@ -227,6 +227,28 @@ class _Claims:
                 pass
 
 
+def _environ_snapshot() -> dict[Any, Any]:
+    """A copy of ``os.environ`` to restore after a job: its encoded mapping when it has
+    one (a C-level dict copy; decoding every variable cost more than a trivial job)."""
+    data = getattr(os.environ, "_data", None)
+    return dict(data) if isinstance(data, dict) else dict(os.environ)
+
+
+def _restore_environ(saved: dict[Any, Any]) -> None:
+    """Undo a job's changes to ``os.environ`` (through ``os.environ``, so that the
+    process environment, ``putenv``, follows)."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        if data == saved:
+            return
+        env: Any = os.environ
+        saved = {env.decodekey(k): env.decodevalue(v) for k, v in saved.items()}
+    elif dict(os.environ) == saved:
+        return
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _run(
     paths: JobPaths, msg: dict[str, Any], before: set[tuple[int, int]], spool: _Spool | None
 ) -> int:
@@ -329,7 +351,7 @@ def _serve(
         before = snapshot() if has_children() else set()
         folder = str(msg.get("claims") or J.claims_dir())
         claimed = False
-        environ = dict(os.environ)  # a job's changes to it end with the job
+        environ = _environ_snapshot()  # a job's changes to it end with the job
         try:
             claims.record(folder, name, started.get("spool"))
             claimed = True
@@ -344,9 +366,7 @@ def _serve(
                 except OSError:
                     claims.close(remove=True)  # no stale claim may outlive the job
             os.chdir(home)
-            if os.environ != environ:
-                os.environ.clear()
-                os.environ.update(environ)
+            _restore_environ(environ)
         reply.write(json.dumps({"job": name, "exit": code}) + "\n")
 
 

@@ -78,3 +78,18 @@ def test_a_function_bundle_changed_in_place_is_not_linked_again(job_root):
     (second,) = set(job_root.iterdir()) - {first}
     assert (second / "function.bundle").stat().st_nlink == 1
     assert (second / "function.bundle").stat().st_ino != path.stat().st_ino
+
+
+def test_jobs_of_one_function_submitted_at_different_times_share_its_bundle(job_root, monkeypatch):
+    import time
+
+    first = _job(add, 1, 2)
+    later = time.time() + 3600  # (a zip entry records its date: it must not be the clock's)
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(time, "localtime", lambda *a: time.gmtime(later))
+    second = _job(add, 3, 4)
+    paths = [job_root / j.name / "function.bundle" for j in (first, second)]
+    assert paths[0].stat().st_ino == paths[1].stat().st_ino
+    monkeypatch.undo()
+    second.launch()
+    assert second.result() == 7
