@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 from .codec import Buffer, Codec
 from .errors import DeserializationError, IntegrityError, SerializationError
@@ -375,23 +375,41 @@ def check_pickled_code(data: bytes | memoryview, producer: Mapping[str, Any], wh
         )
 
 
-def _release(version: Any) -> tuple[int, ...] | None:
-    """The numeric release of a version string: '2.13.0+cpu' -> (2, 13, 0)."""
-    if not isinstance(version, str):
+_VERSION = re.compile(
+    r"""^\s*v?(?:(?P<epoch>\d+)!)?(?P<release>\d+(?:\.\d+)*)
+    (?:[-_.]?(?P<pre_l>a|b|c|rc|alpha|beta|pre|preview)[-_.]?(?P<pre_n>\d+)?)?
+    (?:-(?P<post_n1>\d+)|[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>\d+)?)?
+    (?:[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>\d+)?)?
+    (?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_PRE = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
+
+
+def version_key(version: Any) -> tuple[Any, ...] | None:
+    """A key that orders version strings as PEP 440 does (``2.1.0.dev1 < 2.1.0rc1 <
+    2.1.0 == 2.1 < 2.1.0.post1``), or None for a string that is not a version. The local
+    label (``+cpu``, ``+cu121``: another build of the same release) is ignored."""
+    if not isinstance(version, str) or len(version) > 200:
         return None
-    out = []
-    for piece in version.split("+")[0].split("."):
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        out.append(int(digits))
-        if len(digits) != len(piece):
-            break
-    return tuple(out) or None
+    m = _VERSION.match(version)
+    if m is None:
+        return None
+    release = tuple(int(n) for n in m["release"].split("."))
+    while len(release) > 1 and release[-1] == 0:
+        release = release[:-1]
+    post_n = m["post_n1"] or m["post_n2"] or "0"
+    has_post = m["post_n1"] is not None or m["post_l"] is not None
+    has_dev = m["dev_l"] is not None
+    if m["pre_l"] is not None:
+        pre: tuple[int, int] = (_PRE[m["pre_l"].lower()], int(m["pre_n"] or 0))
+    elif has_dev and not has_post:
+        pre = (-1, 0)  # 2.1.0.dev1 comes before 2.1.0a1
+    else:
+        pre = (3, 0)  # a final release comes after its pre-releases
+    post = int(post_n) if has_post else -1
+    dev = (0, int(m["dev_n"] or 0)) if has_dev else (1, 0)
+    return (int(m["epoch"] or 0), release, pre, post, dev)
 
 
 def installed_version(library: str) -> str | None:
@@ -408,35 +426,54 @@ def installed_version(library: str) -> str | None:
 POLICIES = ("stable", "no-newer", "same")
 
 
+Mismatch = Literal["allowed", "verify"] | None
+
+
+def _shown(version: str) -> str:
+    """A version from an artifact, as an error message shows it."""
+    return version if version_key(version) is not None else repr(version[:60])
+
+
 def check_version_policy(
     codec: Codec, written: str | None, allow: Any, where: str, part_id: int
-) -> None:
+) -> Mismatch:
     """Apply ``codec.version_policy`` to a part written under ``written`` (a version of
-    ``codec.library``), before anything is decoded."""
+    ``codec.library``), before anything is decoded. This is the only place that decides
+    whether a part from another library version may be read; the codec is told the
+    outcome (``PartReader.version_mismatch``) and never decides it again.
+
+    Returns None when the policy accepts the part (the same version, or one the policy
+    allows); ``"allowed"`` when the policy refuses it and the loader opted in with
+    ``allow_version_mismatch=True`` (a warning names both versions); ``"verify"`` when the
+    loader passed ``"verify"`` and the codec ``verifies``: its ``decode`` must check the
+    part's recorded behaviour. Otherwise raises DeserializationError naming both versions
+    and the opt-in.
+    """
     policy = getattr(codec, "version_policy", "no-newer")
     if policy == "stable" or not codec.library or written is None:
-        return
-    here = installed_version(codec.library)
-    w, h = _release(written), _release(here)
-    if w is None or h is None:
-        return
-    if policy == "same":
-        if w == h:
-            return
-        what = "another"
-    elif policy == "no-newer":
-        if w <= h:
-            return
-        what = "a newer"
-    else:
+        return None
+    if policy not in POLICIES:
         raise DeserializationError(
             f"codec {codec.id!r} declares an unknown version_policy {policy!r} "
             f"(one of {', '.join(POLICIES)})"
         )
+    here = installed_version(codec.library)
+    if here is None:  # not installed: decoding it fails on the import, naming it
+        return None
+    w, h = version_key(written), version_key(here)
+    if w is not None and h is not None:
+        if w == h or (policy == "no-newer" and w < h):
+            return None
+        relation = "another version than" if policy == "same" else "a newer version than"
+    elif written == here:
+        return None
+    else:  # a version string that is not one cannot be ordered: never assume it is older
+        relation = "a version that cannot be compared with"
     lib = codec.library
+    shown = _shown(written)
     message = (
-        f"{where}: part {part_id} ({codec.id}) was written by {lib} {written}, {what} "
-        f"version than this {lib} {here}"
+        f"{where}: part {part_id} ({codec.id}) was written by {lib} {shown}, "
+        f"{relation} this {lib} {here}"
     )
     if not allow:
         verify = (
@@ -445,7 +482,7 @@ def check_version_policy(
             else ""
         )
         raise DeserializationError(
-            f"{message}, and may load differently. Install {lib}=={written} to load it, "
+            f"{message}, and may load differently. Install {lib}=={shown} to load it, "
             f"or pass {verify}allow_version_mismatch=True to load it anyway"
         )
     if allow == "verify":
@@ -454,10 +491,11 @@ def check_version_policy(
                 f"{message}; allow_version_mismatch='verify' was asked, but this codec "
                 "cannot verify its parts; pass allow_version_mismatch=True to load it anyway"
             )
-        return  # the codec verifies the decoded object itself
+        return "verify"  # the codec verifies the decoded object itself
     import warnings
 
     warnings.warn(f"{message}; loading anyway (allow_version_mismatch=True)", stacklevel=4)
+    return "allowed"
 
 
 class _PartReader:
@@ -493,6 +531,12 @@ class _PartReader:
         lib = self._codec.library
         found = self._reader.manifest.producer.get("libraries", {}).get(lib) if lib else None
         return found if isinstance(found, str) else None
+
+    @property
+    def version_mismatch(self) -> Mismatch:
+        """What the loader decided about this part's library version (None, "allowed" or
+        "verify": :func:`check_version_policy`)."""
+        return self._reader.mismatches.get(self.part_id)
 
     def _record(self, suffix: str) -> FileRecord:
         try:
@@ -561,6 +605,8 @@ class BundleReader:
         self._decoded: dict[int, Any] = {}
         self.shared: dict[str, Any] = {}  # codecs' state across the parts of this bundle
         self._lock = threading.RLock()
+        # per part: what check_version_policy decided (only the parts it did not accept)
+        self.mismatches: dict[int, Mismatch] = {}
         self._codecs = self._audit()
 
     def _audit(self) -> dict[int, Codec]:
@@ -594,9 +640,11 @@ class BundleReader:
                     "and allow_pickle=False"
                 )
             written = libraries.get(codec.library) if codec.library else None
-            check_version_policy(
+            mismatch = check_version_policy(
                 codec, written if isinstance(written, str) else None, allow, where, part.id
             )
+            if mismatch is not None:
+                self.mismatches[part.id] = mismatch
             codecs[part.id] = codec
         self.source.check(self.records())
         return codecs

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping
-from typing import Any, BinaryIO, ClassVar, Protocol
+from typing import Any, BinaryIO, ClassVar, Literal, Protocol
 
 __all__ = ["Buffer", "Codec", "PartReader", "PartWriter", "Prefixed"]
 
@@ -70,6 +70,19 @@ class PartReader(Protocol):
     def written_version(self) -> str | None:
         """The version of the codec's ``library`` that wrote this part (None if unrecorded)."""
 
+    @property
+    def version_mismatch(self) -> Literal["allowed", "verify"] | None:
+        """What the loader decided, from the codec's ``version_policy``, about the library
+        version that wrote this part. The codec never decides it again:
+
+        - None: the policy accepts it (the same version, or one the policy allows);
+        - ``"allowed"``: the policy refuses it and the loader opted in with
+          ``allow_version_mismatch=True`` (it has warned, naming both versions);
+        - ``"verify"``: the policy refuses it and the loader passed ``"verify"`` to a codec
+          that ``verifies``: ``decode`` must check the object's recorded behaviour and
+          raise ``DeserializationError`` if it differs or cannot be checked.
+        """
+
 
 class Codec(abc.ABC):
     """Encodes objects of some types into a part and decodes them back.
@@ -84,12 +97,16 @@ class Codec(abc.ABC):
     those parts through ``PartWriter.pickle`` instead.
 
     ``version_policy`` says how a part written under another version of ``library`` is
-    read; the loader applies it from the manifest before decoding anything:
-    ``"stable"`` (the stored format reads the same under any version: ``.npy``, Arrow
-    IPC), ``"no-newer"`` (a part written by a newer version is refused, naming both,
-    unless the loader passes ``allow_version_mismatch``) or ``"same"`` (any other version
-    is refused unless the loader opts in). ``verifies`` declares that ``decode`` checks a
-    recorded behaviour when the loader passes ``allow_version_mismatch="verify"``.
+    read; the loader applies it from the manifest before decoding anything, and is the
+    only place that decides it: ``"stable"`` (the stored format reads the same under any
+    version: ``.npy``, Arrow IPC), ``"no-newer"`` (a part written by a newer version is
+    refused, naming both, unless the loader passes ``allow_version_mismatch``) or
+    ``"same"`` (any other version is refused unless the loader opts in). Versions are
+    ordered as PEP 440 orders them, the local label (``+cpu``) ignored; a version string
+    that is not one counts as another version. ``verifies`` declares that ``decode``
+    checks a recorded behaviour when ``reader.version_mismatch == "verify"``; ``decode``
+    reads ``reader.written_version`` where it needs it (to choose how to decode, or to
+    name it), never to refuse a version again.
     """
 
     id: ClassVar[str]

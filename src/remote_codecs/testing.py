@@ -191,7 +191,9 @@ def check_future_version(codec: Codec | type[Codec], samples: Iterable[Any], **_
 def check_version_policy(codec: Codec | type[Codec], samples: Iterable[Any], **_: Any) -> None:
     """The codec declares its version policy, and the loader applies it: a part written
     under a far newer version of its library is refused naming both versions (unless the
-    policy is "stable"), and loads with ``allow_version_mismatch=True``."""
+    policy is "stable"), and loads with ``allow_version_mismatch=True``, warned about once,
+    by the loader (the codec does not decide the version again: it reads
+    ``reader.version_mismatch``)."""
     from .bundle import POLICIES
 
     c = _instance(codec)
@@ -220,9 +222,16 @@ def check_version_policy(codec: Codec | type[Codec], samples: Iterable[Any], **_
             raise AssertionError(f"{c.id}: a part from {c.library} 9999.0.0 loaded silently")
         import warnings
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             load(folder, registry=registry, allow_version_mismatch=True)
+        about = [str(w.message) for w in caught if "9999.0.0" in str(w.message)]
+        assert len(about) == 1, (
+            f"{c.id}: loading a part from {c.library} 9999.0.0 with "
+            f"allow_version_mismatch=True warned {len(about)} times about the version, not "
+            "once (the loader decides and warns; decode must not check the version again): "
+            f"{about}"
+        )
 
 
 _PROBE = "remote_codecs_hostile_probe"

@@ -1,11 +1,15 @@
-"""Behavioural fingerprints of fitted models, and the version checks that use them.
+"""Behavioural fingerprints of fitted models, and the check that verifies them.
 
 At encode time a model codec records the model's outputs on a small deterministic probe
-input (:func:`probe`). When a part written by another version of the model's library is
-loaded with ``allow_version_mismatch="verify"``, the codec rebuilds the model, recomputes
+input (:func:`probe`). Whether a part's library version may be read is decided by the
+loader alone (``bundle.check_version_policy``, from the codec's ``version_policy``). When
+it refuses the version and the loader passed ``allow_version_mismatch="verify"``, it
+tells the codec (``reader.version_mismatch == "verify"``): the codec checks that there is a
+fingerprint (:func:`require`) before building anything, rebuilds the model, recomputes
 the outputs and compares them (:func:`verify`): equal within float tolerance loads,
-different is refused naming the largest difference and both versions. Under the same
-version nothing is recomputed.
+different is refused naming the largest difference and both versions. Otherwise
+(the same version, one the policy accepts, or ``allow_version_mismatch=True``) nothing
+is recomputed.
 
 The probe is arithmetic only (no random generator whose stream could change between
 numpy versions): a 2-D low-discrepancy sequence scaled over several magnitudes, so that
@@ -15,8 +19,6 @@ tree splits at very different thresholds are all exercised.
 from __future__ import annotations
 
 import base64
-import re
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,11 +26,8 @@ from ..errors import DeserializationError
 
 __all__ = [
     "PROBE_ROWS",
-    "Mode",
-    "check_version",
     "decode_values",
     "encode_values",
-    "mode",
     "none",
     "probe",
     "require",
@@ -39,8 +38,6 @@ PROBE_ROWS = 16
 MAX_VALUES = 1 << 16  # a fingerprint is small: larger outputs are not recorded
 _SCALES = (1.0, 10.0, 0.1, 100.0, 1.0, 1000.0, 0.01, 3.0)
 _A1, _A2 = 0.7548776662466927, 0.5698402909980532  # the R2 sequence (plastic number)
-
-Mode = bool | str  # False, True or "verify": the loader's allow_version_mismatch
 
 
 def probe(n_features: int, kind: str = "signed") -> Any:
@@ -102,78 +99,6 @@ def decode_values(record: Mapping[str, Any]) -> Any:
 def none(reason: str) -> dict[str, Any]:
     """The record saying that no fingerprint could be made, and why."""
     return {"none": reason[:300]}
-
-
-def mode(options: Mapping[str, Any]) -> Mode:
-    """The loader's ``allow_version_mismatch``: False, True or ``"verify"``."""
-    value = options.get("allow_version_mismatch", False)
-    if value == "verify":
-        return "verify"
-    return bool(value)
-
-
-def _version_key(version: str) -> tuple[int, ...] | None:
-    match = re.match(r"^(\d+(?:\.\d+)*)", version)
-    if match is None:
-        return None
-    return tuple(int(p) for p in match.group(1).split("."))
-
-
-def _newer(written: str, current: str) -> bool:
-    """Whether ``written`` is newer than ``current`` (unparseable counts as newer)."""
-    w, c = _version_key(written), _version_key(current)
-    if w is None or c is None:
-        return True
-    n = max(len(w), len(c))
-    w_padded, c_padded = w + (0,) * (n - len(w)), c + (0,) * (n - len(c))
-    if w_padded != c_padded:
-        return w_padded > c_padded
-    return written != current and written > current  # 2.1.0rc1 vs 2.1.0: be strict
-
-
-def check_version(
-    *,
-    library: str,
-    written: str | None,
-    current: str,
-    policy: str,
-    loader_mode: Mode,
-    what: str,
-) -> bool:
-    """Apply ``policy`` ("no-newer" or "same") to a part written by ``library`` ``written``.
-
-    Refuses (DeserializationError naming both versions) when the policy forbids the
-    difference and the loader did not opt in; warns when it opted in with ``True``.
-    Returns whether the caller must verify the fingerprint (the policy forbids the
-    difference and the loader passed ``"verify"``). The same version, an unrecorded one,
-    or a difference the policy allows returns False.
-    """
-    if written is None or written == current:
-        return False
-    refused = policy == "same" or _newer(written, current)
-    if not refused:  # e.g. an older xgboost's model: xgboost promises to read it
-        return False
-    if loader_mode == "verify":
-        return True
-    message = (
-        f"this {what} was written by {library} {written}, and this is {library} {current}: "
-        + (
-            "a fitted model may compute different results across versions"
-            if policy == "same"
-            else f"{library} {current} may read a model from a newer version differently"
-        )
-    )
-    if not loader_mode:
-        raise DeserializationError(
-            f"{message}. Load it under {library} {written}, refit it under {library} "
-            f'{current}, pass allow_version_mismatch="verify" to load it only if it '
-            "computes the same outputs on the probe input recorded at save, or "
-            "allow_version_mismatch=True to load it anyway."
-        )
-    warnings.warn(
-        f"{message}; loading anyway (allow_version_mismatch=True)", UserWarning, stacklevel=4
-    )
-    return False
 
 
 def require(record: Any, *, library: str, written: str | None, current: str, what: str) -> None:

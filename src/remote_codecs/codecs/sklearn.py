@@ -17,12 +17,13 @@ Where skops cannot represent an estimator, or represents it with a function it c
 find again on load (a lambda, a local function, a function of ``__main__``), the part is
 pickled (the manifest marks it, and ``allow_pickle=False`` refuses it).
 
-Versions (``version_policy = "same"``): scikit-learn does not promise that a fitted
-estimator computes the same results in another version (a RandomForest pipeline from
-1.3.2 returns probabilities above 1 under 1.9.1), so a part written by another version is
-refused naming both versions, unless the loader passes ``allow_version_mismatch=True``
-(loads with a warning) or ``"verify"``: the estimator's outputs on a deterministic probe
-input, recorded at save, are recomputed and must match.
+Versions (``version_policy = "same"``, applied by the loader before ``decode`` runs):
+scikit-learn does not promise that a fitted estimator computes the same results in
+another version (a RandomForest pipeline from 1.3.2 returns probabilities above 1 under
+1.9.1), so a part written by another version is refused naming both versions, unless the
+loader passes ``allow_version_mismatch=True`` (loads with a warning) or ``"verify"``:
+then the loader tells ``decode`` (``reader.version_mismatch``), which recomputes the
+estimator's outputs on a deterministic probe input, recorded at save; they must match.
 """
 
 from __future__ import annotations
@@ -342,18 +343,13 @@ class EstimatorCodec(Codec):
         import sklearn
 
         what = str(meta.get("class", "estimator"))[:100]
+        # the writer's version, to name it: whether it may be read was decided by the
+        # loader (version_policy "same"), which says whether to verify the fingerprint
         written = getattr(reader, "written_version", None)
         if written is None:
             recorded = meta.get("sklearn_version")
             written = recorded if isinstance(recorded, str) else None
-        must_verify = fingerprint.check_version(
-            library="scikit-learn",
-            written=written,
-            current=sklearn.__version__,
-            policy="same",
-            loader_mode=fingerprint.mode(reader.options),
-            what=what,
-        )
+        must_verify = getattr(reader, "version_mismatch", None) == "verify"
         if must_verify:  # refuse before building anything when there is nothing to verify
             fingerprint.require(
                 meta.get("fingerprint"),

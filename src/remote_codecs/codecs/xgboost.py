@@ -15,11 +15,14 @@ Safety: the wrapper class is named in the part's meta, so only the classes on
 hyper-parameters must be plain JSON values. ``DMatrix`` is refused (see
 ``codecs/__init__.py``): pass the data instead.
 
-Versions (``version_policy = "no-newer"``): a model written by an older xgboost loads;
-one written by a newer xgboost is refused naming both versions (xgboost 2.1 reads a 3.2
-model and predicts different probabilities), unless the loader passes
-``allow_version_mismatch=True`` (a warning) or ``"verify"``: the model's outputs on a
-probe input recorded at save are recomputed and must match.
+Versions (``version_policy = "no-newer"``, applied by the loader before ``decode`` runs):
+a model written by an older xgboost loads; one written by a newer xgboost is refused
+naming both versions (xgboost 2.1 reads a 3.2 model and predicts different
+probabilities), unless the loader passes ``allow_version_mismatch=True`` (a warning) or
+``"verify"``: then the loader tells ``decode`` (``reader.version_mismatch``), which
+recomputes the model's outputs on a probe input recorded at save; they must match. The
+codec reads the writer's version only to name it, and to warn rather than fail when a
+training configuration written by another xgboost cannot be restored.
 """
 
 from __future__ import annotations
@@ -154,6 +157,8 @@ def _booster_outputs(booster: Any, record: Mapping[str, Any]) -> Any:
 
 
 def _loaded_version(reader: PartReader, meta: Mapping[str, Any]) -> str | None:
+    """The xgboost version that wrote the part (the manifest's, else the part's own record):
+    for messages and for choosing how to decode, never to refuse it (the loader did that)."""
     written = getattr(reader, "written_version", None)
     if written is None:
         recorded = meta.get("xgboost_version")
@@ -164,16 +169,13 @@ def _loaded_version(reader: PartReader, meta: Mapping[str, Any]) -> str | None:
 def _version_gate(
     reader: PartReader, meta: Mapping[str, Any], what: str
 ) -> tuple[bool, str | None]:
+    """Whether the loader asked this codec to verify the part's fingerprint (its
+    ``version_policy`` refused the writer's xgboost version, and the loader passed
+    ``allow_version_mismatch="verify"``), and the writer's version. When it must verify,
+    a part without a fingerprint is refused before anything is built."""
     written = _loaded_version(reader, meta)
-    must_verify = fingerprint.check_version(
-        library="xgboost",
-        written=written,
-        current=xgb.__version__,
-        policy="no-newer",
-        loader_mode=fingerprint.mode(reader.options),
-        what=what,
-    )
-    if must_verify:  # refuse before building anything when there is nothing to verify against
+    must_verify = getattr(reader, "version_mismatch", None) == "verify"
+    if must_verify:
         fingerprint.require(
             meta.get("fingerprint"),
             library="xgboost",

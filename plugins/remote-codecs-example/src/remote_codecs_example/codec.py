@@ -37,6 +37,10 @@ class HistogramCodec(Codec):
 
     # 4. The distribution whose version the manifest records next to the data.
     library = "remote-codecs-example"
+    #    The loader applies ``version_policy`` from the manifest before ``decode`` runs,
+    #    and is the only place that does: ``decode`` never compares versions itself (a
+    #    ``verifies = True`` codec checks recorded behaviour when
+    #    ``reader.version_mismatch == "verify"``).
     version_policy = "stable"  # numpy arrays as .npy: readable under any version
 
     # 5. Safe mode: this codec never unpickles, so bundles of histograms load with
