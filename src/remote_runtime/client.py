@@ -3,6 +3,7 @@ and turn its outcome into a value or the original exception."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import secrets
@@ -225,7 +226,7 @@ def _prepare_job(
             except Exception:
                 pass
         raise
-    return paths, key
+    return dataclasses.replace(paths, written=execution), key
 
 
 def _python_version() -> str:
@@ -268,6 +269,8 @@ class Job:
         self._lock = threading.Lock()
         self._last_liveness = 0.0
         self._ended_with: int | None = None  # the exit code seen by this client
+        # the final status read when the job's process ended, for its outcome (read once)
+        self._final_status: dict[str, Any] | None = None
 
     @property
     def stopping(self) -> bool:
@@ -279,7 +282,7 @@ class Job:
         self._launch_time = time.monotonic()
         assert self.key is not None
         _launched_here[self.name] = self
-        self._ended_with = None
+        self._ended_with, self._final_status = None, None
         try:
             self.launched = get_backend(self.settings).launch(self.paths, self.key, self.settings)
         except BaseException as exc:
@@ -445,6 +448,8 @@ class Job:
         status = self.paths.read_status()
         if status.get("state") in J.JobState.TERMINAL or self._stopping:
             self._exit_code = code
+            if status.get("state") in J.JobState.TERMINAL:
+                self._final_status = status
             self._upload_local_logs()
             return True
         if self.launched is not None and self.launched.lost_before_start():
@@ -567,7 +572,7 @@ class Job:
             ) from None
 
     def _outcome(self) -> Any:
-        status = self.paths.read_status()
+        status, self._final_status = self._final_status or self.paths.read_status(), None
         state = status.get("state")
         if state == J.JobState.UNKNOWN:
             raise RemoteRuntimeError(

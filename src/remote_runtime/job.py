@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -110,6 +111,9 @@ class JobPaths:
 
     store: Store
     name: str
+    # the execution record this process wrote into job.json (what its launch needs to
+    # know, without reading the file back); None for a job found in the store
+    written: dict[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def folder(self) -> str:

@@ -458,7 +458,7 @@ class WorkerPool:
         """What a warm worker is for: jobs of one job root (a worker keeps what a job
         leaves behind, such as threads, so it never serves another root), interpreter,
         dependencies, workspace and environment."""
-        execution = paths.read_spec()["execution"]
+        execution = paths.written or paths.read_spec()["execution"]
         return (
             paths.store.uri,
             _resolved(settings.python or sys.executable),
