@@ -570,7 +570,9 @@ def _start_watchdog(paths: J.JobPaths, limit: int | None) -> Any:
 
 class _Watchdog:
     """One timer thread for every job of the process, started once: a warm worker runs
-    many jobs, and starting a thread per job costs more than a trivial job."""
+    many jobs, and starting a thread per job costs more than a trivial job. The thread is
+    woken only when a job is due before the time it sleeps until: a cancelled or later
+    deadline is found when it wakes (a wake-up per job cost more than the job)."""
 
     def __init__(self) -> None:
         import threading
@@ -580,6 +582,7 @@ class _Watchdog:
         self._action: Any = None
         self._armed = 0
         self._thread: Any = None
+        self._sleeps_until = float("inf")  # when the thread wakes up by itself
 
     def arm(self, seconds: float, action: Any) -> _Armed:
         import threading
@@ -590,27 +593,30 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._due < self._sleeps_until:
+                self._cond.notify()
             return _Armed(self, self._armed)
 
     def cancel(self, armed: int) -> None:
         with self._cond:
             if self._armed == armed:
-                self._due = self._action = None
-                self._cond.notify()
+                self._due = self._action = None  # (found when the thread wakes up)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while True:
                     if self._due is None:
+                        self._sleeps_until = float("inf")
                         self._cond.wait()
                         continue
                     left = self._due - time.monotonic()
                     if left <= 0:
                         action, self._due, self._action = self._action, None, None
                         break
+                    self._sleeps_until = self._due
                     self._cond.wait(left)
+                self._sleeps_until = float("inf")
             action()
 
 

@@ -261,7 +261,13 @@ class JobPaths:
             raise rc.IntegrityError(
                 f"{name} does not match the digest in the signed job record (tampered with)"
             )
-        return rc.loads(data, purpose=FUNCTION_PURPOSE, name=name)
+        function = _decoded.pop(expected, _NONE)
+        if function is _NONE:
+            function = rc.loads(data, purpose=FUNCTION_PURPOSE, name=name)
+        _decoded[expected] = function  # (now the most recently used)
+        if len(_decoded) > _DECODED_KEPT:
+            del _decoded[next(iter(_decoded))]
+        return function
 
     def load_bundle(self, which: str, key: bytes | None, **options: Any) -> Any:
         """This job's ``which`` bundle, verified (with ``key``: its signature) and checked
@@ -303,14 +309,14 @@ class JobPaths:
                 return read_local_file(path, MAX_BUNDLE_FILE)
             size = self.store.size(path)
             if size > MAX_BUNDLE_FILE:
-                raise JobRecordError(f"{path}: {size} bytes, more than it may hold")
+                raise JobRecordError(
+                    f"{path}: {size} bytes, more than it may hold ({MAX_BUNDLE_FILE})"
+                )
             return self.store.read_bytes(path)
         except FileNotFoundError:
             return None
-        except JobRecordError as exc:
-            raise rc.IntegrityError(
-                f"{exc} (a single-file bundle is at most {MAX_BUNDLE_FILE} bytes)"
-            ) from None
+        except JobRecordError as exc:  # a link, not a regular file, or too large: says which
+            raise rc.IntegrityError(str(exc)) from None
 
     # -- records --------------------------------------------------------------------
 
@@ -416,6 +422,15 @@ MAX_BUNDLE_FILE = SMALL_BUNDLE + (64 << 20) + (1 << 20)  # parts + largest manif
 # What a content-addressed function bundle is written for (it is not signed: the digest
 # in the signed execution record verifies it).
 FUNCTION_PURPOSE = "remote-runtime function"
+
+# Functions this process decoded, by the digest of their bundle's bytes (verified before
+# each use): a warm worker's later jobs of the same function skip decoding it again. As
+# with a function imported by reference, what a job changes in a function that travelled
+# by value (its globals, its attributes) stays with it in this worker, for the next job
+# of the very same bytes; a function whose captured globals changed is other bytes.
+_decoded: dict[str, Any] = {}
+_DECODED_KEPT = 32
+_NONE = object()
 
 # Function bundles this process wrote, by (root, digest): (path, inode, size, mtime,
 # ctime), so a later job of the same function hard-links the file (one link instead of a

@@ -93,3 +93,48 @@ def test_jobs_of_one_function_submitted_at_different_times_share_its_bundle(job_
     monkeypatch.undo()
     second.launch()
     assert second.result() == 7
+
+
+def _warm_job(fn, *args):
+    settings = resolve_settings({"stream_logs": False, "keep_alive_period_in_seconds": 30})
+    paths, key = prepare_job(fn, args, {}, settings)
+    return Job(paths, key, settings)
+
+
+@pytest.mark.parametrize("attack", ["replaced", "missing"])
+def test_a_warm_worker_that_decoded_the_function_still_checks_each_jobs_bundle(
+    job_root, marker, attack
+):
+    first = _warm_job(add, 1, 2)
+    first.launch()
+    assert first.result() == 3  # the worker has decoded add
+    job = _warm_job(add, 3, 4)
+    path = job_root / job.name / "function.bundle"
+    path.unlink()
+    if attack == "replaced":
+
+        def planted(x, y):
+            marker.touch()
+            return x * y
+
+        path.write_bytes(rc.dumps(planted, purpose=FUNCTION_PURPOSE))
+    job.launch()
+    with pytest.raises(rc.IntegrityError, match="function.bundle (does not match|is missing)"):
+        job.result()
+    assert not marker.exists()
+    again = _warm_job(add, 5, 6)
+    again.launch()
+    assert again.result() == 11
+
+
+def test_a_warm_worker_keeps_a_function_decoded_once_as_a_local_function_keeps_its_globals(
+    job_root,
+):
+    ns: dict = {}
+    exec("calls = 0\ndef count():\n    global calls\n    calls += 1\n    return calls\n", ns)
+    count = ns["count"]  # travels by value (its module is not importable)
+    with RemoteExecutor(keep_alive_period_in_seconds=30, stream_logs=False) as ex:
+        assert [ex.submit(count).result(timeout=30) for _ in range(3)] == [1, 2, 3]
+        ns["calls"] = 10  # the client's value changed: other bytes, decoded anew
+        assert ex.submit(count).result(timeout=30) == 11
+    assert [remote(count, stream_logs=False)() for _ in range(2)] == [11, 11]  # cold: fresh
