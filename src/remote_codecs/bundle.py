@@ -722,6 +722,12 @@ MAX_DEPTH = 128  # nesting of a manifest (skeleton and codec metadata)
 MAX_PARTS = 1_000_000
 
 
+def _brackets(data: bytes | str) -> int:
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
+
+
 def _depth_exceeds(node: Any, limit: int) -> bool:
     stack = [(node, 1)]
     while stack:
@@ -775,7 +781,9 @@ def parse_manifest(data: bytes, where: str) -> Manifest:
             f"{where}: bundle format {str(fmt)[:20]} is not supported by this installation "
             f"(it reads {', '.join(map(str, SUPPORTED_FORMATS))}); upgrade remote-runtime"
         )
-    if _depth_exceeds(raw, MAX_DEPTH):
+    # (a JSON value nests at most as deep as its text has brackets: most manifests are
+    # cleared by counting them, without walking the parsed value)
+    if _brackets(data) > MAX_DEPTH and _depth_exceeds(raw, MAX_DEPTH):
         raise DeserializationError(
             f"{where}: {MANIFEST} is nested more than {MAX_DEPTH} levels deep; not a bundle"
         )
