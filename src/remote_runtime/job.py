@@ -512,8 +512,12 @@ def _publish_local(path: str, data: bytes, direct: bool = False) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd = os.open(tmp, flags, 0o644)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         if not direct:
             os.rename(tmp, path)
     except BaseException:

@@ -220,15 +220,27 @@ class Store:
             tmp = (
                 f"{path}.tmp-{os.urandom(4).hex()}"  # (no uuid: its import costs a cold job ~3 ms)
             )
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            flags |= getattr(os, "O_CLOEXEC", 0)  # a new file, never opened through a link
             try:
                 fd = os.open(tmp, flags, 0o666)
             except FileNotFoundError:  # the folder is made only when missing (a syscall saved)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(tmp, flags, 0o666)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)  # no half-written file left beside the record
+                except OSError:
+                    pass
+                raise
         else:
             self._call("pipe_file", path, data, **self._put_options())
 
