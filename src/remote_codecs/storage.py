@@ -1,9 +1,12 @@
 """Where bundle files go: a folder on any fsspec URI, or one in-memory zip.
 
 Every file is hashed (BLAKE3; sha256 is also read) while it is written and verified
-while it is read. Large buffers are written and hashed in 4 MiB chunks, the hash of one
-chunk running in a helper thread while the next is written (hashlib, blake3 and file I/O
-all release the GIL); a large local write first reserves its disk space
+while it is read. A large buffer is written by the caller's thread while a helper thread
+hashes the same buffer, neither waiting for the other until both are done; a file that
+receives such a buffer is hashed by BLAKE3 on every core (``blake3(max_threads=AUTO)``:
+the standard digest, computed by several threads), so the hash takes the core the writer
+leaves and, once the writer is done, all of them (``_write_hashing``). (hashlib, blake3
+and file I/O all release the GIL.) A large local write first reserves its disk space
 (``_preallocate``). A large local file is read by two threads taking alternate pieces,
 each hashing the piece it has just read, in file order (``_split_io``).
 """
@@ -46,15 +49,29 @@ _BUNDLE_FILE = re.compile(r"^(\d+[.\w-]*|skeleton(-[0-9a-f]+)?\.pkl|\.manifest\.
 HASH = "blake3"
 
 
-def new_hasher(alg: str = HASH) -> Any:
-    """A hashlib-style hasher for ``alg`` ("blake3" or "sha256")."""
+def new_hasher(alg: str = HASH, parallel: bool = False) -> Any:
+    """A hashlib-style hasher for ``alg`` ("blake3" or "sha256").
+
+    ``parallel``: a BLAKE3 hasher whose large updates run on every core (blake3's own
+    thread pool; the digest is the same), except in a process forked from one whose pool
+    had started (its threads did not survive the fork: one thread there)."""
     if alg == "sha256":
         return hashlib.sha256()
     if alg == "blake3":
         import blake3
 
-        return blake3.blake3()  # one thread: hashing overlaps the I/O of the next chunk
+        global _rayon_pid
+        if not parallel or _rayon_pid not in (None, os.getpid()):
+            return blake3.blake3()
+        _rayon_pid = os.getpid()
+        return blake3.blake3(max_threads=blake3.blake3.AUTO)
     raise DeserializationError(f"unknown hash algorithm {alg!r}; upgrade remote-runtime")
+
+
+# The process that started blake3's process-wide thread pool (rayon's): a child forked
+# from it inherits the pool without its threads, and a parallel update there would wait
+# forever, so it hashes on one thread.
+_rayon_pid: int | None = None
 
 
 def digest_of(hasher: Any, alg: str = HASH) -> str:
@@ -63,6 +80,18 @@ def digest_of(hasher: Any, alg: str = HASH) -> str:
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's pools have no threads here (a task given to one
+    would wait forever); the child makes its own on first use."""
+    global _pool_lock
+    _pools.clear()
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def _pool(name: str, workers: int) -> ThreadPoolExecutor:
@@ -105,44 +134,102 @@ class FileRecord:
 
 
 class HashingWriter(io.RawIOBase):
-    """A write-only file that hashes what passes through it."""
+    """A write-only file that hashes what passes through it.
+
+    Its hasher is chosen at the first write over ``_SMALL`` bytes: the bytes of the small
+    writes before it (at most ``_SMALL`` in all) are kept, unhashed, until then, so that a
+    file that receives a large buffer (an array after its header) is hashed on every core
+    from its first byte, and a small file never starts a thread. Once a large write
+    failed, the file takes no more writes and gets no record.
+    """
 
     def __init__(self, raw: BinaryIO, name: str) -> None:
         self._raw = raw
         self.name = name  # type: ignore[misc]
-        self._hash = new_hasher()
+        self._hash: Any = None  # made by _hasher
+        self._head = bytearray()  # small writes not hashed yet (while _hash is None)
+        self._failed = False
         self.size = 0
         self.record: FileRecord | None = None
 
     def writable(self) -> bool:
         return True
 
+    def _hasher(self, parallel: bool) -> Any:
+        if self._hash is None:
+            self._hash = new_hasher(parallel=parallel)
+            self._hash.update(self._head)
+            self._head = bytearray()
+        return self._hash
+
     def write(self, data: Any) -> int:
+        if self._failed:
+            raise OSError(f"{self.name}: an earlier write failed; the file is incomplete")
         view = as_bytes_view(data)
         n = len(view)
         if n <= _SMALL:
-            self._hash.update(view)
+            if self._hash is None and len(self._head) + n <= _SMALL:
+                self._head += view
+            else:
+                self._hasher(parallel=False).update(view)
             self._raw.write(view)
         else:
             if n >= PREALLOCATE_MIN:
                 _preallocate(self._raw, n, self.name)
-            pending: Future[None] | None = None
-            for start in range(0, n, CHUNK):
-                chunk = view[start : start + CHUNK]
-                if pending is not None:
-                    pending.result()
-                pending = _hash_pool().submit(self._hash.update, chunk)
-                self._raw.write(chunk)
-            if pending is not None:
-                pending.result()
+            try:
+                _write_hashing(self._raw, view, self._hasher(parallel=True))
+            except BaseException:
+                self._failed = True
+                raise
         self.size += n
         return n
 
     def close(self) -> None:
         if not self.closed:
             self._raw.close()
-            self.record = FileRecord(self.name, self.size, digest_of(self._hash))
+            if not self._failed:
+                digest = digest_of(self._hasher(parallel=False))
+                self.record = FileRecord(self.name, self.size, digest)
         super().close()
+
+
+# A large buffer is written in WRITE_CHUNK pieces and hashed in HASH_PIECE pieces: a
+# write that fails stops the hash at the next piece (the caller's buffer is never read
+# once ``_write_hashing`` returned or raised), and pieces this large cost the parallel
+# hash little (64 MiB pieces: ~5% over one update of 512 MiB).
+WRITE_CHUNK = 4 << 20
+HASH_PIECE = 256 << 20
+
+
+def _write_hashing(raw: Any, view: memoryview, hasher: Any) -> None:
+    """Write ``view`` to ``raw`` while a pool thread hashes it into ``hasher``.
+
+    The two run unsynchronised (the hash reads the caller's buffer, not what was
+    written), so the writer never waits for the hash: on two cores with a parallel
+    hasher, the write keeps one core, the hash takes the other, and both once the write
+    is done. (Measured on 2 cores, 512 MiB, medians: ~108 ms, against ~115-120 ms for
+    the write of each 4 MiB chunk in lockstep with the hash of the previous one on one
+    thread; the floor is the two's CPU time over two cores, (~78 + ~115) / 2 ~ 97 ms,
+    against ~75-82 ms for np.save.) Returns or raises only once the hashing thread is
+    done."""
+    n = len(view)
+    stop = threading.Event()
+
+    def hash_all() -> None:
+        for start in range(0, n, HASH_PIECE):
+            if stop.is_set():
+                return
+            hasher.update(view[start : start + HASH_PIECE])
+
+    hashing = _hash_pool().submit(hash_all)
+    try:
+        for start in range(0, n, WRITE_CHUNK):
+            raw.write(view[start : start + WRITE_CHUNK])
+    except BaseException:
+        stop.set()
+        hashing.exception()  # wait: the hash reads the caller's buffer until it stops
+        raise
+    hashing.result()
 
 
 # Like numpy's own tofile (np.save): a local file about to receive this many bytes or
