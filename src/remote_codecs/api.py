@@ -180,6 +180,11 @@ def loads(
     ``"verify"`` loads it only if its recorded behaviour is reproduced here (codecs that
     record one). ``options`` are handed to third-party codecs as they are.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"loads() takes the bytes of a single-file bundle (remote_codecs.dumps), not a "
+            f"{type(data).__name__}; for a bundle folder use remote_codecs.load(uri)"
+        )
     opts = _options(map_location, trusted, allow_version_mismatch, options)
     description = name or "<bytes>"
     return _decode(lambda: ZipSource(data, description), key, allow_pickle, registry, opts, purpose)
@@ -188,6 +193,11 @@ def loads(
 def _fs(
     uri: str | os.PathLike[str], storage_options: Mapping[str, Any] | None
 ) -> tuple[Any, str, str]:
+    if not isinstance(uri, (str, os.PathLike)) or isinstance(os.fspath(uri), bytes):
+        raise TypeError(
+            f"a bundle folder is named by a path or URI string, not a {type(uri).__name__}; "
+            "for the bytes of a single-file bundle use remote_codecs.loads / dumps"
+        )
     fs, path = resolve(uri, dict(storage_options) if storage_options else None)
     return fs, path, os.fspath(uri)
 

@@ -71,3 +71,14 @@ def test_user_rejection():
     ):
         rc.dumps([Handle()], registry=reg)
     assert rc.loads(rc.dumps([1]), allow_pickle=False) == [1]
+
+
+def test_bytes_and_paths_swapped_between_load_and_loads_say_which_to_use(tmp_path):
+    data = rc.dumps({"a": 1})
+    with pytest.raises(TypeError, match=r"not a str; for a bundle folder use remote_codecs.load"):
+        rc.loads(str(tmp_path / "bundle"))
+    with pytest.raises(TypeError, match=r"not a bytes; .*use remote_codecs.loads"):
+        rc.load(data)
+    with pytest.raises(TypeError, match=r"not a bytes; .*remote_codecs.loads / dumps"):
+        rc.save({"a": 1}, str(tmp_path).encode())
+    assert rc.loads(bytearray(data)) == rc.loads(memoryview(data)) == {"a": 1}
