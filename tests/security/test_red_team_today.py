@@ -902,3 +902,55 @@ def _pid_after(seconds):
 
     time.sleep(seconds)
     return os.getpid()
+
+
+def test_a_queued_jobs_arguments_with_an_encrypted_manifest_flag_are_refused_typed(job_root):
+    """Control of the finding above on the job side: the job wraps the zipfile error, so
+    the caller gets a typed refusal of the inputs, not the RuntimeError."""
+    with RemoteExecutor(max_parallel_jobs=1) as ex:
+        first = ex.submit(_nap, 0.5)
+        tampered = ex.submit(_nap, 0)
+        path = job_root / tampered.job_name / "arguments.bundle"
+        forged = _manifest_forgery(path.read_bytes(), "encrypted")
+        path.unlink()
+        path.write_bytes(forged)
+        assert first.result(timeout=60) == "nap"
+        with pytest.raises((IntegrityError, *RC_ERRORS), match="refused its inputs"):
+            tampered.result(timeout=60)
+
+
+_DETERMINISM = """
+import hashlib, sys
+import numpy as np
+import remote_codecs as rc
+value = {"a": np.arange(5), "b": [1.5, "x", b"y", None, (1, 2)], "c": {3: "k"}}
+sys.stdout.write(hashlib.sha256(rc.dumps(value, key=b"k", purpose="p")).hexdigest())
+"""
+
+
+def test_the_same_value_gives_the_same_bytes_in_another_process_and_at_another_time(
+    monkeypatch,
+):
+    """Determinism: two interpreters with other hash seeds, and this one with its clock a
+    day later, write the same bytes (sets of strings excepted: their order follows the
+    hash seed)."""
+    import hashlib
+    import time
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _DETERMINISM],
+            env=dict(env, PYTHONHASHSEED=seed),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    value = {"a": np.arange(5), "b": [1.5, "x", b"y", None, (1, 2)], "c": {3: "k"}}
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 86_400 + 3.7)
+    digests.add(hashlib.sha256(rc.dumps(value, key=b"k", purpose="p")).hexdigest())
+    assert len(digests) == 1
