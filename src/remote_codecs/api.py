@@ -180,14 +180,24 @@ def loads(
     ``"verify"`` loads it only if its recorded behaviour is reproduced here (codecs that
     record one). ``options`` are handed to third-party codecs as they are.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(
-            f"loads() takes the bytes of a single-file bundle (remote_codecs.dumps), not a "
-            f"{type(data).__name__}; for a bundle folder use remote_codecs.load(uri)"
-        )
+    _check_buffer(data, "loads()")
     opts = _options(map_location, trusted, allow_version_mismatch, options)
     description = name or "<bytes>"
     return _decode(lambda: ZipSource(data, description), key, allow_pickle, registry, opts, purpose)
+
+
+def _check_buffer(data: Any, where: str) -> None:
+    """``data`` must hold bytes (any buffer: bytes, bytearray, memoryview, array ...)."""
+    if not isinstance(data, (str, os.PathLike)):
+        try:
+            memoryview(data).release()
+            return
+        except TypeError:
+            pass
+    raise TypeError(
+        f"{where} takes the bytes of a single-file bundle (remote_codecs.dumps), not a "
+        f"{type(data).__name__}; for a bundle folder use remote_codecs.load(uri)"
+    )
 
 
 def _fs(
@@ -249,7 +259,8 @@ def inspect(
 ) -> Manifest:
     """The manifest of a bundle (folder URI or bytes), without decoding anything."""
     source: Source
-    if isinstance(uri_or_bytes, (bytes, bytearray, memoryview)):
+    if not isinstance(uri_or_bytes, (str, os.PathLike)):
+        _check_buffer(uri_or_bytes, "inspect()")
         source = ZipSource(uri_or_bytes)
     else:
         fs, path, text = _fs(uri_or_bytes, storage_options)

@@ -12,6 +12,7 @@ import base64
 import io
 import math
 import pickle
+import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from .registry import Rejection, type_name
 __all__ = ["decode_skeleton", "encode_skeleton", "find_path"]
 
 _SCALARS = (str, int, bool, type(None))
+_NAN = struct.pack(">d", float("nan"))  # the NaN that {"$float": "nan"} reads back as
 JSON_DEPTH = 96  # a JSON skeleton nests at most this deep (manifests are capped at 128)
 
 
@@ -65,7 +67,11 @@ class _JsonEncoder:
         if len(stack) >= JSON_DEPTH:
             raise _NeedsPickle  # deeper structures take the pickle skeleton
         if tp is float:
-            return obj if math.isfinite(obj) else {"$float": repr(obj)}
+            if math.isfinite(obj):
+                return obj
+            if obj != obj and struct.pack(">d", obj) != _NAN:
+                return {"$float": "nan:" + struct.pack(">d", obj).hex()}  # its sign, payload
+            return {"$float": repr(obj)}
         if tp is list or tp is tuple or tp is dict or tp is set or tp is frozenset:
             if id(obj) in stack:
                 raise _NeedsPickle  # a cycle: pickle keeps it
@@ -286,6 +292,12 @@ def _decode_tag(tag: str, value: Any, reader: BundleReader) -> Any:
     if tag == "$frozenset":
         return frozenset(_decode_json(v, reader) for v in value)
     if tag == "$float":
+        if type(value) is str and len(value) == 20 and value.startswith("nan:"):
+            raw = bytes.fromhex(value[4:])
+            bits = float(struct.unpack(">d", raw)[0]) if len(raw) == 8 else 0.0
+            if bits == bits:
+                raise ValueError(f"$float holds {value!r}, which is no NaN")
+            return bits
         if value not in ("nan", "inf", "-inf"):
             raise ValueError(f"$float holds {str(value)[:20]!r}")
         return float(value)

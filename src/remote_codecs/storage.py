@@ -818,7 +818,8 @@ class Source:
     """
 
     description: str
-    _read_error: type[Exception] = OSError  # what the underlying reader raises on corruption
+    # what the underlying reader raises on corruption
+    _read_error: tuple[type[Exception], ...] = (OSError,)
 
     def read_manifest(self) -> bytes:
         raise NotImplementedError
@@ -873,12 +874,15 @@ class Source:
             raise IntegrityError(
                 f"{self.description}: part file {record.name} is missing"
             ) from None
+        unreadable: tuple[type[Exception], ...] = (EOFError, *self._read_error)
         try:
             if total >= PARALLEL_MIN and _preadable(f):
                 self._read_verified_parallel(f, record, views, digest)
             else:
                 self._read_verified(f, record, views, digest)
-        except (EOFError, OSError, self._read_error) as exc:
+        except DeserializationError:
+            raise  # (says what it is already)
+        except unreadable as exc:
             raise IntegrityError(
                 f"{self.description}: part file {record.name} unreadable: {exc}"
             ) from None
@@ -1215,6 +1219,21 @@ class FolderSource(Source):
         return f
 
 
+def _zip_errors() -> tuple[type[Exception], ...]:
+    """What zipfile raises on a corrupt or forged archive: its own error, a password it
+    does not have (RuntimeError), a broken compressed stream (zlib, bz2, lzma), an
+    unknown method or version, a short read."""
+    import zipfile
+    import zlib
+
+    errors: list[type[Exception]] = [zipfile.BadZipFile, RuntimeError, OSError, EOFError]
+    errors += [ValueError, NotImplementedError, zlib.error]
+    lzma = getattr(zipfile, "lzma", None)  # (zipfile imports it when Python has it)
+    if lzma is not None:
+        errors.append(lzma.LZMAError)
+    return tuple(errors)
+
+
 class ZipSource(Source):
     """A single-file bundle (a zip) in memory. One this library wrote is read by
     ``_stored_entries``; any other zip by :mod:`zipfile`, with the same checks."""
@@ -1222,16 +1241,20 @@ class ZipSource(Source):
     def __init__(self, data: bytes | bytearray | memoryview, description: str = "<bytes>") -> None:
         import zipfile
 
-        self._read_error = zipfile.BadZipFile
+        self._read_error = _zip_errors()
         self.description = description
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        view = memoryview(data)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())  # a strided view: its bytes, in order
+        elif view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
         self._length = len(view)
         self._zip: Any = None
         self._data = view
         try:
             self._entries = _stored_entries(view)
             if self._entries is None:
-                self._zip = zipfile.ZipFile(io.BytesIO(data))
+                self._zip = zipfile.ZipFile(io.BytesIO(view))
         except Exception as exc:  # BadZipFile, but also NotImplementedError ("zip file
             # version 6.5" for a flipped byte of the directory), struct.error, EOFError ...
             raise DeserializationError(
@@ -1263,7 +1286,7 @@ class ZipSource(Source):
             raise DeserializationError(
                 f"{self.description} has no {MANIFEST}: not a bundle"
             ) from None
-        except (self._read_error, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        except self._read_error as exc:  # (zipfile's: encrypted, a broken stream ...)
             raise DeserializationError(f"{self.description}: manifest unreadable: {exc}") from None
         if len(data) > MAX_MANIFEST:
             raise _too_big_manifest(self.description, len(data))
@@ -1323,7 +1346,7 @@ class ZipSource(Source):
             return self._zip.open(name)  # type: ignore[no-any-return]
         except KeyError:
             raise FileNotFoundError(name) from None
-        except (self._read_error, OSError, ValueError, NotImplementedError) as exc:
+        except self._read_error as exc:
             raise IntegrityError(f"{self.description}: {name} unreadable: {exc}") from None
 
 

@@ -420,7 +420,8 @@ def _run_function(
     from . import job as J
 
     try:
-        function = paths.load_function(key, execution.get("function_bundle"))
+        reuse = bool(where.get("worker"))  # a warm worker: see JobPaths.load_function
+        function = paths.load_function(key, execution.get("function_bundle"), reuse=reuse)
         arguments = paths.load_bundle(
             "arguments",
             key,
