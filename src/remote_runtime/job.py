@@ -24,7 +24,7 @@ from .records import (
     read_local_record,
     status_line,
 )
-from .store import Store
+from .store import Store, publish_local
 
 __all__ = ["JobPaths", "JobRecordError", "JobState", "make_job_name"]
 
@@ -219,7 +219,7 @@ class JobPaths:
             if self.store.exists(self.bundle_file(which)):
                 self.store.remove(self.bundle_file(which))
         elif self.store.local:
-            _publish_local(self.bundle_file(which), data, direct=which in INPUTS)
+            publish_local(self.bundle_file(which), data, direct=which in INPUTS)
         else:
             self.store.write_bytes(self.bundle_file(which), data)
 
@@ -241,7 +241,7 @@ class JobPaths:
         if not self.store.local:
             self.store.write_bytes(path, data)
         elif not _link_written(self.store.root, found, path):
-            _publish_local(path, data, direct=True)
+            publish_local(path, data, direct=True)
             _remember_written(self.store.root, found, path)
         return f"sha256:{found}"
 
@@ -510,40 +510,6 @@ def _link_written(root: str, found: str, path: str) -> bool:
 # The inputs are written before job.json, the job's commit point (no job is read before
 # it exists), so they are written in place; results and exception are renamed into place.
 INPUTS = ("function", "arguments")
-
-
-def _publish_local(path: str, data: bytes, direct: bool = False) -> None:
-    """Write ``data`` at local ``path`` in one step: a new file beside it (never opened
-    through a link), renamed into place; a reader sees no file or the whole file. With
-    ``direct``, a new file at ``path`` itself (O_EXCL: never an existing one), for files
-    nothing reads before a later commit point."""
-    tmp = (
-        path
-        if direct
-        else f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.urandom(6).hex()}"
-    )
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o644)
-    except FileNotFoundError:  # the job's folder is made by its first file
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(tmp, flags, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        if not direct:
-            os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 _resolved_roots: set[str] = set()  # roots whose job folders were found to resolve inside

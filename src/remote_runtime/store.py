@@ -217,30 +217,7 @@ class Store:
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole file atomically."""
         if self.local:
-            tmp = (
-                f"{path}.tmp-{os.urandom(4).hex()}"  # (no uuid: its import costs a cold job ~3 ms)
-            )
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-            flags |= getattr(os, "O_CLOEXEC", 0)  # a new file, never opened through a link
-            try:
-                fd = os.open(tmp, flags, 0o666)
-            except FileNotFoundError:  # the folder is made only when missing (a syscall saved)
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(tmp, flags, 0o666)
-            try:
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                finally:
-                    os.close(fd)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)  # no half-written file left beside the record
-                except OSError:
-                    pass
-                raise
+            publish_local(path, data)
         else:
             self._call("pipe_file", path, data, **self._put_options())
 
@@ -438,3 +415,37 @@ class _MissingBucket(FileNotFoundError):
     def __init__(self, bucket: str) -> None:
         super().__init__(f"no bucket named {bucket!r}")
         self.response = {"Error": {"Code": "NoSuchBucket"}}
+
+
+def publish_local(path: str, data: bytes, direct: bool = False) -> None:
+    """Write ``data`` at local ``path`` in one step: a new file beside it (never opened
+    through a link), renamed into place; a reader sees no file or the whole file. With
+    ``direct``, a new file at ``path`` itself (O_EXCL: never an existing one), for files
+    nothing reads before a later commit point."""
+    tmp = (
+        path
+        if direct
+        else f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{os.urandom(6).hex()}"
+    )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o644)
+    except FileNotFoundError:  # the folder is made by its first file (a syscall saved)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(tmp, flags, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        if not direct:
+            os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
