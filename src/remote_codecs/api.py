@@ -186,7 +186,9 @@ def loads(
     return _decode(lambda: ZipSource(data, description), key, allow_pickle, registry, opts, purpose)
 
 
-def _check_buffer(data: Any, where: str) -> None:
+def _check_buffer(
+    data: Any, where: str, instead: str = "for a bundle folder use remote_codecs.load(uri)"
+) -> None:
     """``data`` must hold bytes (any buffer: bytes, bytearray, memoryview, array ...)."""
     if not isinstance(data, (str, os.PathLike)):
         try:
@@ -196,7 +198,7 @@ def _check_buffer(data: Any, where: str) -> None:
             pass
     raise TypeError(
         f"{where} takes the bytes of a single-file bundle (remote_codecs.dumps), not a "
-        f"{type(data).__name__}; for a bundle folder use remote_codecs.load(uri)"
+        f"{type(data).__name__}; {instead}"
     )
 
 
@@ -260,7 +262,7 @@ def inspect(
     """The manifest of a bundle (folder URI or bytes), without decoding anything."""
     source: Source
     if not isinstance(uri_or_bytes, (str, os.PathLike)):
-        _check_buffer(uri_or_bytes, "inspect()")
+        _check_buffer(uri_or_bytes, "inspect()", "or the path or URI of a bundle folder")
         source = ZipSource(uri_or_bytes)
     else:
         fs, path, text = _fs(uri_or_bytes, storage_options)

@@ -81,4 +81,6 @@ def test_bytes_and_paths_swapped_between_load_and_loads_say_which_to_use(tmp_pat
         rc.load(data)
     with pytest.raises(TypeError, match=r"not a bytes; .*remote_codecs.loads / dumps"):
         rc.save({"a": 1}, str(tmp_path).encode())
+    with pytest.raises(TypeError, match=r"inspect\(\) takes .* not a int; or the path or URI"):
+        rc.inspect(5)
     assert rc.loads(bytearray(data)) == rc.loads(memoryview(data)) == {"a": 1}
