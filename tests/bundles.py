@@ -33,3 +33,14 @@ def edit_manifest(data: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
         return json.dumps(manifest).encode()
 
     return rewrite_member(data, "manifest.json", change)
+
+
+def written_by_xgboost(data: bytes, version: str) -> bytes:
+    """The bundle as if xgboost ``version`` had written it (manifest and part meta)."""
+
+    def edit(manifest: dict[str, Any]) -> None:
+        manifest["producer"]["libraries"]["xgboost"] = version
+        for part in manifest["parts"]:
+            part["meta"]["xgboost_version"] = version
+
+    return edit_manifest(data, edit)

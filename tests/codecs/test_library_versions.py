@@ -22,7 +22,7 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 
 import remote_codecs as rc  # noqa: E402
-from bundles import edit_manifest  # noqa: E402  (tests/ is on sys.path: conftest.py)
+from bundles import edit_manifest, written_by_xgboost  # noqa: E402  (tests/ is on sys.path: conftest.py)
 
 rng = np.random.default_rng(7)
 X = rng.random((80, 4))
@@ -37,15 +37,6 @@ def _release(version: str) -> tuple[int, int, int]:
         pytest.skip(f"the installed version {version} is not a plain release")
     major, minor, micro = (int(n) for n in match.groups())
     return major, minor, micro
-
-
-def _xgb_written_by(data: bytes, version: str) -> bytes:
-    def edit(manifest):
-        manifest["producer"]["libraries"]["xgboost"] = version
-        for part in manifest["parts"]:
-            part["meta"]["xgboost_version"] = version
-
-    return edit_manifest(data, edit)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +63,7 @@ def _refusal(version: str, here: str, lib: str, codec: str) -> str:
 
 
 def test_a_newer_xgboost_model_loaded_with_the_opt_in_warns_once(xgb_bundle):
-    data = _xgb_written_by(xgb_bundle, "99.1.0")
+    data = written_by_xgboost(xgb_bundle, "99.1.0")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = rc.loads(data, allow_pickle=False, allow_version_mismatch=True)
@@ -84,7 +75,7 @@ def test_a_newer_xgboost_model_loaded_with_the_opt_in_warns_once(xgb_bundle):
 
 
 def test_a_newer_xgboost_model_is_refused_once_by_the_loader_naming_the_part(xgb_bundle):
-    data = _xgb_written_by(xgb_bundle, "99.1.0")
+    data = written_by_xgboost(xgb_bundle, "99.1.0")
     with pytest.raises(
         rc.DeserializationError, match=_refusal("99.1.0", XGB, "xgboost", "xgboost.XGBModel/ubj")
     ) as info:
@@ -103,14 +94,14 @@ def test_the_opt_in_skips_the_fingerprint_and_verify_checks_it(xgb_bundle):
         values[0] += 3.0
         record["f8"] = base64.b64encode(values.tobytes()).decode()
 
-    data = edit_manifest(_xgb_written_by(xgb_bundle, "99.1.0"), wrong)
+    data = edit_manifest(written_by_xgboost(xgb_bundle, "99.1.0"), wrong)
     with pytest.warns(UserWarning, match="loading anyway"):
         rc.loads(data, allow_pickle=False, allow_version_mismatch=True)
     with pytest.raises(rc.DeserializationError, match=r"largest difference 3\b"):
         rc.loads(data, allow_pickle=False, allow_version_mismatch="verify")
     # the same wrong fingerprint, written by an older xgboost: the policy accepts it, so
     # "verify" has nothing to check
-    older = edit_manifest(_xgb_written_by(xgb_bundle, "2.0.3"), wrong)
+    older = edit_manifest(written_by_xgboost(xgb_bundle, "2.0.3"), wrong)
     _loads_quietly(older, allow_version_mismatch="verify")
 
 
@@ -140,14 +131,14 @@ def _xgb_versions() -> dict[str, list[str]]:
 @pytest.mark.parametrize("which", range(5))
 def test_a_pre_release_or_another_build_of_this_xgboost_is_not_newer(xgb_bundle, which):
     version = _xgb_versions()["older"][which]
-    model = _loads_quietly(_xgb_written_by(xgb_bundle, version))
+    model = _loads_quietly(written_by_xgboost(xgb_bundle, version))
     np.testing.assert_array_equal(model.predict(X), rc.loads(xgb_bundle).predict(X))
 
 
 @pytest.mark.parametrize("which", range(5))
 def test_a_post_release_or_a_later_pre_release_of_xgboost_is_newer(xgb_bundle, which):
     version = _xgb_versions()["newer"][which]
-    data = _xgb_written_by(xgb_bundle, version)
+    data = written_by_xgboost(xgb_bundle, version)
     with pytest.raises(
         rc.DeserializationError, match=_refusal(version, XGB, "xgboost", "xgboost.XGBModel/ubj")
     ):
@@ -158,7 +149,7 @@ def test_a_post_release_or_a_later_pre_release_of_xgboost_is_newer(xgb_bundle, w
 
 
 def test_a_version_that_is_no_version_is_refused_naming_it(xgb_bundle):
-    data = _xgb_written_by(xgb_bundle, "nightly\x1b[31m")
+    data = written_by_xgboost(xgb_bundle, "nightly\x1b[31m")
     with pytest.raises(
         rc.DeserializationError, match=r"'nightly\\x1b\[31m', a version that cannot be compared"
     ):
@@ -187,7 +178,7 @@ def _resign(data: bytes, key: bytes) -> bytes:
 
 def test_a_signed_model_from_a_newer_xgboost_is_refused_and_the_opt_in_loads_it():
     model = xgb.XGBRegressor(n_estimators=3).fit(X, X[:, 1])
-    data = _resign(_xgb_written_by(rc.dumps(model, key=KEY), "99.0.0"), KEY)
+    data = _resign(written_by_xgboost(rc.dumps(model, key=KEY), "99.0.0"), KEY)
     with pytest.raises(rc.IntegrityError):  # not signed with this key
         rc.loads(data, key=b"other" * 8, allow_version_mismatch=True)
     with pytest.raises(

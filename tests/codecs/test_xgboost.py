@@ -13,7 +13,7 @@ import pytest
 xgb = pytest.importorskip("xgboost")
 
 import remote_codecs as rc  # noqa: E402
-from bundles import edit_manifest  # noqa: E402
+from bundles import edit_manifest, written_by_xgboost  # noqa: E402
 
 rng = np.random.default_rng(0)
 X = rng.random((200, 4))
@@ -92,17 +92,6 @@ def test_dmatrix_is_refused_with_a_hint():
 
 
 # -- helpers: what an attacker or another xgboost version leaves in a bundle ------------
-
-
-def _as_written_by(data: bytes, version: str) -> bytes:
-    """The bundle as if xgboost ``version`` had written it (manifest and part meta)."""
-
-    def edit(manifest):
-        manifest["producer"]["libraries"]["xgboost"] = version
-        for part in manifest["parts"]:
-            part["meta"]["xgboost_version"] = version
-
-    return edit_manifest(data, edit)
 
 
 def _load(data: bytes, mismatch):
@@ -252,7 +241,7 @@ def test_categorical_features_round_trip_exactly():
     assert back.get_booster().feature_types == ["float", "c"]
     # no fingerprint: "verify" under another version says so instead of guessing
     with pytest.raises(rc.DeserializationError, match=r"no behavioural fingerprint: .*categorical"):
-        _load(_as_written_by(data, "99.0.0"), "verify")
+        _load(written_by_xgboost(data, "99.0.0"), "verify")
 
 
 def test_multi_output_regression_round_trips_exactly():
@@ -278,7 +267,7 @@ def test_ranker_keeps_its_objective_and_fingerprint():
     np.testing.assert_array_equal(back.predict(X), model.predict(X))
     assert _config(back.get_booster())["learner"]["objective"]["name"] == "rank:ndcg"
     np.testing.assert_array_equal(
-        _load(_as_written_by(data, "99.0.0"), "verify").predict(X), model.predict(X)
+        _load(written_by_xgboost(data, "99.0.0"), "verify").predict(X), model.predict(X)
     )
 
 
@@ -296,7 +285,7 @@ def _booster():
 @pytest.mark.parametrize("kind", ["booster", "classifier"])
 def test_a_model_from_a_newer_xgboost_is_refused_naming_both_versions(kind):
     model = _booster() if kind == "booster" else xgb.XGBClassifier(n_estimators=3).fit(X, y_multi)
-    data = _as_written_by(rc.dumps(model), "99.1.0")
+    data = written_by_xgboost(rc.dumps(model), "99.1.0")
     with pytest.raises(
         rc.DeserializationError,
         match=rf"xgboost 99\.1\.0.*xgboost {xgb.__version__}.*allow_version_mismatch=\"verify\"",
@@ -307,7 +296,7 @@ def test_a_model_from_a_newer_xgboost_is_refused_naming_both_versions(kind):
 
 
 def test_a_model_from_an_older_xgboost_loads_without_opt_in():
-    data = _as_written_by(rc.dumps(_booster()), "2.0.3")
+    data = written_by_xgboost(rc.dumps(_booster()), "2.0.3")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _load(data, False)
@@ -324,7 +313,7 @@ def test_verify_loads_a_model_that_computes_the_same_outputs(kind):
         model = xgb.XGBClassifier(n_estimators=3).fit(X, y_multi)
     else:
         model = xgb.XGBRegressor(n_estimators=3, missing=0.5).fit(X, X[:, 0])
-    data = _as_written_by(rc.dumps(model), "99.1.0")
+    data = written_by_xgboost(rc.dumps(model), "99.1.0")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         back = _load(data, "verify")
@@ -349,14 +338,14 @@ def _tamper_fingerprint(data: bytes, delta: float) -> bytes:
 @pytest.mark.parametrize("kind", ["booster", "classifier"])
 def test_verify_refuses_a_model_that_computes_different_outputs(kind):
     model = _booster() if kind == "booster" else xgb.XGBClassifier(n_estimators=3).fit(X, y_multi)
-    data = _tamper_fingerprint(_as_written_by(rc.dumps(model), "99.1.0"), 0.0671)
+    data = _tamper_fingerprint(written_by_xgboost(rc.dumps(model), "99.1.0"), 0.0671)
     with pytest.raises(
         rc.DeserializationError,
         match=rf"written by xgboost 99\.1\.0, read by xgboost {xgb.__version__}.*largest difference 0\.0671",
     ):
         _load(data, "verify")
     # a difference below float tolerance is no difference
-    _load(_tamper_fingerprint(_as_written_by(rc.dumps(model), "99.1.0"), 1e-9), "verify")
+    _load(_tamper_fingerprint(written_by_xgboost(rc.dumps(model), "99.1.0"), 1e-9), "verify")
 
 
 def test_same_version_never_checks_the_fingerprint():
