@@ -188,7 +188,10 @@ def _settle_exception(future: Future, exc: BaseException) -> None:
 
 
 def _settle_cancel(future: Future) -> None:
-    future._cancel("stopped")
+    try:
+        future._cancel("stopped")
+    except Exception:  # confirming the stop read the store, which failed: the job's own
+        future._mark_cancelled()  # outcome said it was stopped
 
 
 def _settle_result(future: Future, value: Any) -> None:
@@ -237,14 +240,18 @@ def _worker(
     while True:
         item = work_queue.get(block=True)
         if item is not None:
+            future = item.future
             try:
                 settle = item.run()
             except BaseException as exc:  # a bug of ours: it goes to the future
-                settle = functools.partial(_settle_exception, item.future, exc)
+                settle = functools.partial(_settle_exception, future, exc)
             del item
             state.idle.release()
-            settle()
-            del settle
+            try:
+                settle()
+            except BaseException as exc:  # settling read the store, which failed (stopping
+                _settle_exception(future, exc)  # a job): the future ends, the thread lives
+            del settle, future
             continue
         executor = executor_ref()
         if _shutdown or executor is None or state.shutdown:

@@ -68,6 +68,10 @@ class Future(concurrent.futures.Future):  # type: ignore[type-arg]
         self.job.stop()
         if self.job.status().get("state") in (J.JobState.COMPLETED, J.JobState.FAILED):
             return False  # it ended while being stopped
+        return self._mark_cancelled()
+
+    def _mark_cancelled(self) -> bool:
+        """Settle a running future as cancelled (its job was stopped)."""
         with self._condition:
             if self._state != RUNNING:  # the watcher saw it end (Stopped): settle it now
                 self._materialize()

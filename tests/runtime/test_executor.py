@@ -123,6 +123,33 @@ def test_cancel_pending_and_running(tmp_path, job_root):
         os.kill(pid, 0)
 
 
+def test_a_store_failure_while_settling_a_stopped_job_leaves_the_executor_working(
+    tmp_path, monkeypatch
+):
+    """Settling a stopped job reads and writes its status; the store failing right then
+    (a truncated response, seen in CI) must end that future, not the executor's thread:
+    the next job still runs."""
+    from remote_runtime.errors import ServiceError
+
+    settle = Future._cancel
+
+    def flaky(self, reason):
+        if threading.current_thread().name.startswith("RemoteExecutor"):
+            raise ServiceError("the job store could not be reached (a truncated response)")
+        return settle(self, reason)
+
+    monkeypatch.setattr(Future, "_cancel", flaky)
+    with RemoteExecutor(max_parallel_jobs=1, stream_logs=False) as ex:
+        running = ex.submit(sleep_and_log, str(tmp_path / "long"), 30, "long")
+        deadline = time.monotonic() + 30
+        while running.status() != "InProgress" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running.cancel(), (running.exception(), running.status(), running.logs())
+        with pytest.raises(cf.CancelledError):
+            running.result(timeout=30)
+        assert ex.submit(square, 7).result(timeout=60) == 49
+
+
 def test_shutdown_cancel_futures_stops_what_is_queued(tmp_path):
     ex = RemoteExecutor(max_parallel_jobs=1, stream_logs=False)
     first = ex.submit(sleep_and_log, str(tmp_path / "a"), 0.5, "a")
