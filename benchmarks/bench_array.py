@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 
-from harness import Case, at_least
+from harness import Case, at_least, fresh
 
 N = int(os.environ.get("BENCH_ARRAY_BYTES", 512 << 20)) // 8
 PAYLOAD = N * 8
@@ -112,22 +112,11 @@ def _warm(workdir):
     )
 
 
-def _fresh(path):
-    """Remove what an earlier repeat wrote at ``path`` (before the timer starts)."""
-    import shutil
-
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
-    return path
-
-
 def np_save(workdir, timer):
     import numpy as np
 
     a = _array()
-    path = _fresh(os.path.join(workdir, "np.npy"))
+    path = fresh(os.path.join(workdir, "np.npy"))
     timer.start()
     np.save(path, a)
 
@@ -137,7 +126,7 @@ def rc_save(workdir, timer):
 
     a = _array()
     _warm(workdir)
-    path = _fresh(os.path.join(workdir, "rc.bundle"))
+    path = fresh(os.path.join(workdir, "rc.bundle"))
     timer.start()
     rc.save(a, path)
 
@@ -149,7 +138,7 @@ def pickle_save(workdir, timer):
     import cloudpickle
 
     a = _array()
-    path = _fresh(os.path.join(workdir, "a.pkl"))
+    path = fresh(os.path.join(workdir, "a.pkl"))
     timer.start()
     with open(path, "wb") as f:
         f.write(cloudpickle.dumps(a))

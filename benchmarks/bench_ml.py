@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from harness import Case, at_least
+from harness import Case, at_least, fresh
 
 PAYLOAD = int(os.environ.get("BENCH_ML_BYTES", 1 << 30))
 COLS = 16
@@ -114,23 +114,12 @@ def _warm(workdir):
     rc.load(path)
 
 
-def _fresh(path):
-    """Remove what an earlier repeat wrote at ``path`` (before the timer starts)."""
-    import shutil
-
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    elif os.path.exists(path):
-        os.remove(path)
-    return path
-
-
 def _cases(what):
     def raw_save(workdir, timer):
         import numpy as np
 
         a = _raw(what)
-        path = _fresh(os.path.join(workdir, f"raw-{what}.npy"))
+        path = fresh(os.path.join(workdir, f"raw-{what}.npy"))
         timer.start()
         np.save(path, a)
 
@@ -139,7 +128,7 @@ def _cases(what):
 
         obj = _make(what)
         _warm(workdir)
-        path = _fresh(os.path.join(workdir, f"rc-{what}.bundle"))
+        path = fresh(os.path.join(workdir, f"rc-{what}.bundle"))
         timer.start()
         rc.save(obj, path)
 
@@ -147,7 +136,7 @@ def _cases(what):
         import cloudpickle
 
         obj = _make(what)
-        path = _fresh(os.path.join(workdir, f"p-{what}.pkl"))
+        path = fresh(os.path.join(workdir, f"p-{what}.pkl"))
         timer.start()
         with open(path, "wb") as f:
             f.write(cloudpickle.dumps(obj))

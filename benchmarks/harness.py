@@ -187,3 +187,14 @@ def run_case(
 
 if __name__ == "__main__":
     child_main(sys.argv[1], sys.argv[2], sys.argv[3])
+
+
+def fresh(path):
+    """Remove what an earlier repeat wrote at ``path`` (before the timer starts)."""
+    import shutil
+
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+    return path
